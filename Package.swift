@@ -1,0 +1,53 @@
+// swift-tools-version:6.0
+// VoCo Store: compress images once into VoCo KV caches, keep them in LMDB, answer questions from them.
+//
+// Layout (imports point one way; the model side and the storage side meet only in VoCoPipeline):
+//   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG     (Debian -dev packages, Tools/deps.sh)
+//   SafeTensors         memory-mapped safetensors reader and writer, dtype conversion
+//   VoCoCompute         the GEMM seam (OpenBLAS today) and the small vector kernels
+//   VoCoModel           config, checkpoint, CLIP vision tower, projector, LLaMA, the two VoCo passes
+//   VoCoTokenizer       Hugging Face tokenizer.json (LLaMA-style BPE)
+//   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
+//   VoCoStore           VoCo KV records, codecs, LMDB environment
+//   VoCoCommands        the `voco` subcommand tree (a library so tests run the real commands)
+//   voco, voco-bench    thin executables
+import PackageDescription
+
+let optimize: [SwiftSetting] = [.unsafeFlags(["-Ounchecked", "-wmo"], .when(configuration: .release))]
+
+let package = Package(
+    name: "VoCoStore",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "voco", targets: ["voco"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+    ],
+    targets: [
+        // MARK: - System libraries
+        .systemLibrary(name: "CLMDB", path: "Sources/CLMDB", pkgConfig: "lmdb", providers: [.apt(["liblmdb-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+
+        // MARK: - Libraries
+        .target(name: "SafeTensors", swiftSettings: optimize),
+
+        // MARK: - Executables
+        .target(
+            name: "VoCoCommands",
+            dependencies: [
+                "SafeTensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .executableTarget(name: "voco", dependencies: ["VoCoCommands"]),
+
+        // MARK: - Tests
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+    ],
+    swiftLanguageModes: [.v5]
+)

@@ -1,0 +1,3 @@
+import VoCoCommands
+
+VoCoCommand.main()
