@@ -45,6 +45,14 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "voco", dependencies: ["VoCoCommands"]),
+        .executableTarget(
+            name: "voco-bench",
+            dependencies: [
+                "SafeTensors",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: optimize
+        ),
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
