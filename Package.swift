@@ -62,7 +62,11 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "VoCoComputeTests", dependencies: ["VoCoCompute", "SafeTensors"]),
-        .testTarget(name: "VoCoModelTests", dependencies: ["VoCoModel", "VoCoCompute", "SafeTensors", "VoCoCommands"], exclude: ["Fixtures"]),
+        .testTarget(
+            name: "VoCoModelTests",
+            dependencies: ["VoCoModel", "VoCoCompute", "SafeTensors", "VoCoCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            exclude: ["Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )
