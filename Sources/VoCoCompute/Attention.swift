@@ -61,7 +61,7 @@ public enum Attention {
         let d = shape.headDim
         let qStride = shape.heads * d, kvStride = shape.kvHeads * d
         let group = shape.heads / shape.kvHeads
-        threads.forEach(blocks.count * shape.heads) { item, worker in
+        threads.forEach(blocks.count * shape.heads, cost: 2 * blocks.count * shape.heads * perWorker * d) { item, worker in
             let block = blocks[item / shape.heads]
             let h = item % shape.heads, kvh = h / group
             let n = block.queryCount, m = block.keyCount

@@ -15,10 +15,15 @@ public struct ComputeThreads: Sendable {
         openblas_set_num_threads(Int32(self.count))
     }
 
+    /// Below this many multiply-adds in all, a region runs on the calling thread: waking the
+    /// workers costs more than it saves (a decode step of a small model is all such regions).
+    public static let minimumParallelCost = 1 << 18
+
     /// Calls `body(item, worker)` for every item in `0 ..< items`; items are striped over the
-    /// workers, and `worker` (in `0 ..< count`) indexes per-worker scratch.
-    public func forEach(_ items: Int, _ body: (_ item: Int, _ worker: Int) -> Void) {
-        let workers = min(count, items)
+    /// workers, and `worker` (in `0 ..< count`) indexes per-worker scratch. `cost` (multiply-adds
+    /// in all) below `minimumParallelCost` keeps the work on the calling thread.
+    public func forEach(_ items: Int, cost: Int = .max, _ body: (_ item: Int, _ worker: Int) -> Void) {
+        let workers = cost < Self.minimumParallelCost ? 1 : min(count, items)
         if workers <= 1 {
             for item in 0..<items { body(item, 0) }
             return

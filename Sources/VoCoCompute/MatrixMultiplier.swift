@@ -57,13 +57,13 @@ public final class BLASMultiplier: MatrixMultiplier, @unchecked Sendable {
             tileRows = max(1, min(n, (tileRows + 7) / 8 * 8))
             let tileCount = (n + tileRows - 1) / tileRows
             for tile in tiles { tile.reserve(tileRows * k) }
-            threads.forEach(tileCount) { t, worker in
+            threads.forEach(tileCount, cost: (m + 1) * n * k) { t, worker in
                 let first = t * tileRows
                 let count = min(tileRows, n - first)
                 let w = tiles[worker].pointer  // [count][k]
                 weight.widenRows(first..<(first + count), into: w)
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(count), Int32(k),
-                            1, x, Int32(k), w, Int32(k), accumulate ? 1 : 0, y + first, Int32(n))
+                gemm(m: m, n: count, k: k, alpha: 1, a: x, lda: k, b: w, ldb: k, bTransposed: true,
+                     beta: accumulate ? 1 : 0, c: y + first, ldc: n)
             }
         }
         if let bias { Kernels.addBias(bias, rows: m, width: n, to: y) }
@@ -75,6 +75,17 @@ public final class BLASMultiplier: MatrixMultiplier, @unchecked Sendable {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             for i in 0..<m { for j in 0..<n { c[i * ldc + j] = beta == 0 ? 0 : beta * c[i * ldc + j] } }
+            return
+        }
+        if m == 1 {
+            // One row (a decode step): GEMV, which skips GEMM's packing of both operands. Zeroed
+            // first for beta 0, as OpenBLAS's scaling by 0 keeps a NaN already in scratch memory.
+            if beta == 0 { c.update(repeating: 0, count: n) }
+            if bTransposed {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, 1, beta, c, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), a, 1, beta, c, 1)
+            }
             return
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
