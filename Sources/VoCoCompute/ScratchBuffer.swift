@@ -54,8 +54,6 @@ public final class FloatStorage: @unchecked Sendable {
     }
 
     deinit { pointer.deallocate() }
-
-    public var buffer: UnsafeBufferPointer<Float> { UnsafeBufferPointer(start: pointer, count: count) }
 }
 
 /// Zeroed Float buffers for one pass (a compression batch), freed together by `release()`.

@@ -30,8 +30,6 @@ public final class CLIPVisionTower {
 
     /// Tokens out per image: P, or 1 + P with the class token.
     public var featureCount: Int { config.patchCount + (keepsClassToken ? 1 : 0) }
-    /// `[3, image, image]`, the pixels of one image.
-    public var pixelShape: [Int] { [3, config.imageSize, config.imageSize] }
 
     init(config: CLIPVisionConfiguration, selectedHiddenState: Int, keepsClassToken: Bool, weights w: WeightLoader) {
         self.config = config

@@ -57,8 +57,6 @@ final class WeightLoader {
     /// A loader for names under `prefix` (appended to this one's), sharing the problem list.
     func scoped(_ prefix: String) -> WeightLoader { WeightLoader(parent: self, prefix: prefix) }
 
-    func has(_ name: String) -> Bool { directory[prefix + name] != nil }
-
     /// Bytes of F16/BF16 tensors in the whole checkpoint.
     static func halfBytes(_ directory: TensorDirectory) -> Int {
         directory.files.reduce(0) { total, file in

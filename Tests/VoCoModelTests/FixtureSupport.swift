@@ -32,7 +32,7 @@ func maxAbsDifference(_ a: [Float], _ b: [Float]) -> Float {
     return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
 }
 
-/// Rows `rows` of every image's `[layers][P'][width]` block, from the `[N][layers][P'][width]` file layout.
+/// The caches' keys (or values) in the fixtures' `[N][layers][P'][width]` layout.
 func concatenated(_ caches: [VoCoCache], keys: Bool) -> [Float] { caches.flatMap { keys ? $0.keys : $0.values } }
 
 // MARK: - Scratch directories
