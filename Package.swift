@@ -35,12 +35,15 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
+        .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS"], swiftSettings: optimize),
+        .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute"], swiftSettings: optimize),
 
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -49,6 +52,8 @@ let package = Package(
             name: "voco-bench",
             dependencies: [
                 "SafeTensors",
+                "VoCoCompute",
+                "VoCoModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -56,6 +61,12 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "VoCoComputeTests", dependencies: ["VoCoCompute", "SafeTensors"]),
+        .testTarget(
+            name: "VoCoModelTests",
+            dependencies: ["VoCoModel", "VoCoCompute", "SafeTensors", "VoCoCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            exclude: ["Fixtures"]
+        ),
     ],
     swiftLanguageModes: [.v5]
 )

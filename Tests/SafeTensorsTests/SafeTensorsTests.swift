@@ -50,6 +50,23 @@ private func rawFile(header: String, data: [UInt8] = []) -> String {
         }
     }
 
+    /// The bulk (vectorised) widening agrees with the scalar one on every bit pattern, including
+    /// a tail shorter than a vector and a source that is not 4-byte aligned.
+    @Test(arguments: [DType.f16, .bf16])
+    func bulkConversionIsExactForAllBitPatterns(dtype: DType) {
+        let patterns = (0...Int(UInt16.max)).map { UInt16($0) } + [0x3c00, 0x7c01, 0x0001]  // 65539: not a multiple of 16
+        var bytes = [UInt8](repeating: 0, count: 2 * patterns.count + 2)
+        bytes.withUnsafeMutableBytes { raw in
+            for (i, p) in patterns.enumerated() { raw.storeBytes(of: p.littleEndian, toByteOffset: 2 + 2 * i, as: UInt16.self) }
+        }
+        var out = [Float](repeating: 0, count: patterns.count)
+        bytes.withUnsafeBytes { raw in convertToFloat32(raw.baseAddress! + 2, dtype: dtype, count: patterns.count, into: &out) }
+        for (p, actual) in zip(patterns, out) {
+            let expected = dtype == .f16 ? float16BitsToFloat(p) : bfloat16BitsToFloat(p)
+            if expected.isNaN { #expect(actual.isNaN) } else { #expect(actual.bitPattern == expected.bitPattern, "bits \(p)") }
+        }
+    }
+
     @Test func bfloat16RoundsToNearestEven() {
         #expect(floatToBFloat16Bits(1.0) == 0x3f80)
         // 1 + 2^-8 lies halfway between 1 and 1 + 2^-7: ties go to even (1.0).
