@@ -35,12 +35,18 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
+        .target(
+            name: "VoCoStore",
+            dependencies: ["CLMDB", "CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: optimize
+        ),
 
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -49,6 +55,7 @@ let package = Package(
             name: "voco-bench",
             dependencies: [
                 "SafeTensors",
+                "VoCoStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -56,6 +63,8 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        // `voco` is a dependency so that the cross-process and CLI tests find it built.
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "voco"]),
     ],
     swiftLanguageModes: [.v5]
 )
