@@ -64,7 +64,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
-        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "voco"]),
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
     ],
     swiftLanguageModes: [.v5]
 )

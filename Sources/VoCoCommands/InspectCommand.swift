@@ -50,15 +50,21 @@ struct RecordSelection: ParsableArguments {
             }
         }
         guard let first = matches.first else {
-            throw ValidationError("\(store.path): no record for image \(image)\(model.map { " and model \($0)" } ?? ""); `voco inspect ls NAME` lists a collection's images")
+            throw CommandFailure("\(store.path): no record for image \(image)\(model.map { " and model \($0)" } ?? ""); `voco inspect ls NAME` lists a collection's images")
         }
         guard matches.count == 1 else {
             let images = Set(matches.map(\.image)).count
             let what = images > 1 ? "\(images) images start with \(image); give more digits" : "\(matches.count) models have a record for this image; pass --model"
-            throw ValidationError("\(store.path): \(what) (\(matches.prefix(5).map(\.description).joined(separator: ", ")))")
+            throw CommandFailure("\(store.path): \(what) (\(matches.prefix(5).map(\.description).joined(separator: ", ")))")
         }
         return first
     }
+}
+
+/// A command that could not do its job (not a usage mistake): printed as `Error: ...`, exit 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }
 
 // MARK: - Printing

@@ -81,7 +81,7 @@ struct InspectListCommand: ParsableCommand {
             return Page(collection: collection, total: total, offset: offset, members: members)
         }
         guard let page else {
-            throw ValidationError("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
+            throw CommandFailure("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
         print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")

@@ -17,7 +17,7 @@ struct InspectRemoveCommand: ParsableCommand {
         let store = try location.open(writable: true)
         let removed = try store.write { try $0.removeCollection(collection) }
         guard removed > 0 else {
-            throw ValidationError("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
+            throw CommandFailure("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(["collection": collection, "imagesRemoved": "\(removed)"]) }
         print("removed collection '\(collection)' (\(removed) images); `voco inspect gc` drops records no collection refers to")

@@ -30,7 +30,7 @@ struct InspectShowCommand: ParsableCommand {
             return Shown(key: key.description, header: header, storedBytes: stored, rawBytes: header.rawLength,
                          image: try txn.image(key.image), layers: kv.layerStatistics())
         }
-        guard let shown else { throw ValidationError("\(store.path): record \(key) disappeared while reading; try again") }
+        guard let shown else { throw CommandFailure("\(store.path): record \(key) disappeared while reading; try again") }
         if json { return try printJSON(shown) }
         let h = shown.header
         print("record \(shown.key)")
@@ -93,7 +93,7 @@ struct InspectExportCommand: ParsableCommand {
         let store = try location.open()
         let key = try selection.resolve(in: store)
         guard let (header, kv, _) = try store.read({ try $0.record(key) }) else {
-            throw ValidationError("\(store.path): record \(key) disappeared while reading; try again")
+            throw CommandFailure("\(store.path): record \(key) disappeared while reading; try again")
         }
         try RecordExport.safetensors(kv, header: header).write(to: output)
         let dtype = header.codec.isLossless ? header.dtype.name : "F32"
