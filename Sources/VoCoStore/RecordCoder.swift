@@ -61,17 +61,25 @@ public enum RecordCoder {
     public static func encode(_ kv: KVTensors, model: Digest, image: Digest, dtype: ValueType, settings: CodecSettings) throws -> [UInt8] {
         if let problem = kv.problem() { throw StoreError.invalidTensors(image: image, reason: problem) }
         let body: [UInt8]
+        var partEnds: [Int] = []  // where the byte planes or the scales start: zstd blocks end there
         do {
             switch settings.codec {
-            case .shuffleZstd: body = LosslessBody.encode(kv, dtype: dtype, shuffled: true)
-            case .zstd: body = LosslessBody.encode(kv, dtype: dtype, shuffled: false)
-            case .int8: body = try Int8Body.encode(kv)
-            case .q4: body = try Q4Body.encode(kv, groupSize: settings.groupSize)
+            case .shuffleZstd:
+                body = LosslessBody.encode(kv, dtype: dtype, shuffled: true)
+                partEnds = (1..<dtype.size).map { $0 * body.count / dtype.size }
+            case .zstd:
+                body = LosslessBody.encode(kv, dtype: dtype, shuffled: false)
+            case .int8:
+                body = try Int8Body.encode(kv)
+                partEnds = [kv.count * 2]
+            case .q4:
+                body = try Q4Body.encode(kv, groupSize: settings.groupSize)
+                partEnds = [kv.layers * 2 * kv.tokens * ((kv.channels + 1) / 2)]
             }
         } catch let problem as RecordProblem {
             throw StoreError.invalidTensors(image: image, reason: problem.reason)
         }
-        let payload = try body.withUnsafeBytes { try Zstd.compress($0, level: settings.zstdLevel) }
+        let payload = try body.withUnsafeBytes { try Zstd.compress($0, partEnds: partEnds, level: settings.zstdLevel) }
         let header = RecordHeader(
             codec: settings.codec, dtype: dtype, keysBeforeRoPE: kv.keysBeforeRoPE, model: model, image: image,
             layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim, tokens: kv.tokens,

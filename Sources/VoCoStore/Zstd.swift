@@ -7,19 +7,35 @@ import Foundation
 enum Zstd {
     static var levels: ClosedRange<Int> { Int(ZSTD_minCLevel())...Int(ZSTD_maxCLevel()) }
 
-    /// One zstd frame holding `source`, with its content size in the frame header.
-    static func compress(_ source: UnsafeRawBufferPointer, level: Int) throws -> [UInt8] {
-        let bound = ZSTD_compressBound(source.count)
+    /// One zstd frame holding `source`, with its content size in the frame header. A block ends
+    /// at every offset in `partEnds`, so each part (a byte plane, the scales) gets its own
+    /// entropy tables; a plain frame for any decoder.
+    static func compress(_ source: UnsafeRawBufferPointer, partEnds: [Int], level: Int) throws -> [UInt8] {
         let context = compressors.take { ZSTD_createCCtx() }
         defer { compressors.give(context) }
-        var result = 0
-        let out = [UInt8](unsafeUninitializedCapacity: bound) { buffer, initialized in
-            result = ZSTD_compressCCtx(context, buffer.baseAddress, bound, source.baseAddress, source.count, Int32(level))
-            initialized = ZSTD_isError(result) != 0 ? 0 : result
+        func check(_ code: Int) throws {
+            if ZSTD_isError(code) != 0 { throw StoreError.zstd(operation: "compression", reason: String(cString: ZSTD_getErrorName(code))) }
         }
-        if ZSTD_isError(result) != 0 {
-            throw StoreError.zstd(operation: "compression", reason: String(cString: ZSTD_getErrorName(result)))
+        try check(ZSTD_CCtx_reset(context, ZSTD_reset_session_and_parameters))
+        try check(ZSTD_CCtx_setParameter(context, ZSTD_c_compressionLevel, Int32(level)))
+        try check(ZSTD_CCtx_setPledgedSrcSize(context, UInt64(source.count)))
+        // Each extra block costs at most a 3-byte block header beyond the usual bound.
+        let capacity = ZSTD_compressBound(source.count) + 8 * (partEnds.count + 1)
+        var failure: String?
+        let out = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            var output = ZSTD_outBuffer(dst: buffer.baseAddress, size: capacity, pos: 0)
+            var start = 0
+            for end in partEnds.filter({ $0 > 0 && $0 < source.count }) + [source.count] where failure == nil {
+                var input = ZSTD_inBuffer(src: source.baseAddress.map { $0 + start }, size: end - start, pos: 0)
+                // With room for the whole bound, one call consumes the part and flushes it (returns 0).
+                let remaining = ZSTD_compressStream2(context, &output, &input, end == source.count ? ZSTD_e_end : ZSTD_e_flush)
+                if ZSTD_isError(remaining) != 0 { failure = String(cString: ZSTD_getErrorName(remaining)) }
+                else if remaining != 0 || input.pos != input.size { failure = "output bound too small" }
+                start = end
+            }
+            initialized = output.pos
         }
+        if let failure { throw StoreError.zstd(operation: "compression", reason: failure) }
         return out
     }
 
