@@ -65,6 +65,11 @@ public final class KVStore: @unchecked Sendable {
         environment = try LMDBEnvironment(
             path: path, readOnly: options.readOnly, newMapSize: isNew ? options.initialMapSize : nil,
             mapSizeLimit: max(options.mapSizeLimit, options.initialMapSize), maxDatabases: Self.databaseNames.count)
+        // Never add our databases to an LMDB environment that holds something else.
+        if !isNew, !options.readOnly, try environment.openDatabases(["meta"], create: false).isEmpty,
+           try environment.mainDatabaseEntries() > 0 {
+            throw StoreError.notAStore(path: path, reason: "an LMDB environment without VoCo Store's meta database")
+        }
         let handles = try environment.openDatabases(Self.databaseNames, create: !options.readOnly)
         guard let meta = handles["meta"] else { throw StoreError.notAStore(path: path, reason: "no meta database") }
         func handle(_ name: String) throws -> MDB_dbi {

@@ -69,6 +69,16 @@ final class LMDBEnvironment: @unchecked Sendable {
         return create ? try write(open) : try read(open, commit: true)
     }
 
+    /// Entries of the unnamed main database: the names of the named databases (and any plain
+    /// keys another program stored there).
+    func mainDatabaseEntries() throws -> Int {
+        try read { txn in
+            var dbi = MDB_dbi()
+            try check(mdb_dbi_open(txn.txn, nil, 0, &dbi), path: path, "mdb_dbi_open(main)")
+            return try txn.count(dbi)
+        }
+    }
+
     // MARK: Transactions
 
     /// Runs `body` in a read-only snapshot; values it sees are valid only inside `body`.

@@ -5,37 +5,40 @@
 /// (absmax over that token's channels / 127). Decoded value = Float(q) * scale.
 enum Int8Body {
     static func encode(_ kv: KVTensors) throws -> [UInt8] {
+        try requireFinite(kv)
         let (t, c) = (kv.tokens, kv.channels)
         let block = t * c
+        let (keys, values) = (kv.keys, kv.values)
         var quantised = [Int8](repeating: 0, count: kv.layers * 2 * block)  // [layers][2][tokens][channels]
         var scales = [Float](repeating: 0, count: kv.layers * (c + t))      // [layers][channels + tokens]
-        try requireFinite(kv)
+        var absmax = [Float](repeating: 0, count: c)                        // [channels] of one layer's keys
         for layer in 0..<kv.layers {
             let k = layer * block, q = layer * 2 * block, s = layer * (c + t)
-            for channel in 0..<c {  // keys: one scale per channel over the tokens
-                var absmax: Float = 0
-                for token in 0..<t { absmax = max(absmax, abs(kv.keys[k + token * c + channel])) }
-                let scale = absmax / 127
-                scales[s + channel] = scale
-                for token in 0..<t { quantised[q + token * c + channel] = quantise(kv.keys[k + token * c + channel], scale) }
+            for i in 0..<c { absmax[i] = 0 }
+            for token in 0..<t {  // keys: one scale per channel, over the tokens
+                for channel in 0..<c { absmax[channel] = max(absmax[channel], abs(keys[k + token * c + channel])) }
             }
-            for token in 0..<t {  // values: one scale per token over the channels
-                var absmax: Float = 0
-                for channel in 0..<c { absmax = max(absmax, abs(kv.values[k + token * c + channel])) }
-                let scale = absmax / 127
+            for channel in 0..<c { scales[s + channel] = absmax[channel] / 127 }
+            for token in 0..<t {
+                for channel in 0..<c { quantised[q + token * c + channel] = quantise(keys[k + token * c + channel], scales[s + channel]) }
+            }
+            for token in 0..<t {  // values: one scale per token, over the channels
+                var largest: Float = 0
+                for channel in 0..<c { largest = max(largest, abs(values[k + token * c + channel])) }
+                let scale = largest / 127
                 scales[s + c + token] = scale
-                for channel in 0..<c { quantised[q + block + token * c + channel] = quantise(kv.values[k + token * c + channel], scale) }
+                for channel in 0..<c { quantised[q + block + token * c + channel] = quantise(values[k + token * c + channel], scale) }
             }
         }
         var body = quantised.withUnsafeBytes { Array($0) }
-        for scale in scales { withUnsafeBytes(of: scale.bitPattern.littleEndian) { body.append(contentsOf: $0) } }
+        body += scales.map { $0.bitPattern.littleEndian }.withUnsafeBytes { Array($0) }
         return body
     }
 
     @inline(__always)
     private static func quantise(_ x: Float, _ scale: Float) -> Int8 {
         guard scale > 0 else { return 0 }
-        return Int8(max(-127, min(127, (x / scale).rounded())))
+        return Int8(max(-127, min(127, (x / scale).rounded(.toNearestOrEven))))
     }
 
     static func decode(_ body: UnsafeRawBufferPointer, header h: RecordHeader,
@@ -91,11 +94,9 @@ enum Q4Body {
                 guard let (min16, scale16) = groupParameters(minimum: minimum, maximum: maximum) else {
                     throw RecordProblem("values between \(minimum) and \(maximum) exceed the Float16 range of q4's group parameters; use a lossless codec")
                 }
-                let (m, s) = (Float(min16), Float(scale16))
-                for i in lo..<hi {
-                    let code = s > 0 ? ((source[start + i] - m) / s).rounded() : 0
-                    codes[i] = UInt8(max(0, min(15, code)))
-                }
+                // (x - min) / scale + 1/2, truncated: round half up; x >= min, so it is never negative.
+                let (m, inverse) = (Float(min16), scale16 > 0 ? 1 / Float(scale16) : 0)
+                for i in lo..<hi { codes[i] = UInt8(min(15, (source[start + i] - m) * inverse + 0.5)) }
                 let p = (row * groups + group) * 4
                 params[p] = UInt8(truncatingIfNeeded: min16.bitPattern)
                 params[p + 1] = UInt8(truncatingIfNeeded: min16.bitPattern >> 8)

@@ -114,18 +114,20 @@ public enum RecordCoder {
         let exactBody = UnsafeMutableRawBufferPointer(rebasing: body[0..<h.bodyLength])
         try Zstd.decompress(payload, into: exactBody)
         let count = h.layers * h.tokens * h.channels
-        var keys = [Float](repeating: 0, count: count)   // [layers][tokens][channels]
-        var values = [Float](repeating: 0, count: count) // [layers][tokens][channels]
-        keys.withUnsafeMutableBufferPointer { k in
-            values.withUnsafeMutableBufferPointer { v in
-                let source = UnsafeRawBufferPointer(exactBody)
+        // Every codec's decoder writes every element, so the buffers start uninitialised.
+        var values: [Float] = []  // [layers][tokens][channels]
+        let keys = [Float](unsafeUninitializedCapacity: count) { k, keysWritten in  // [layers][tokens][channels]
+            values = [Float](unsafeUninitializedCapacity: count) { v, valuesWritten in
+                let (source, kp, vp) = (UnsafeRawBufferPointer(exactBody), k.baseAddress!, v.baseAddress!)
                 switch h.codec {
-                case .shuffleZstd: LosslessBody.decode(source, header: h, shuffled: true, keys: k.baseAddress!, values: v.baseAddress!)
-                case .zstd: LosslessBody.decode(source, header: h, shuffled: false, keys: k.baseAddress!, values: v.baseAddress!)
-                case .int8: Int8Body.decode(source, header: h, keys: k.baseAddress!, values: v.baseAddress!)
-                case .q4: Q4Body.decode(source, header: h, keys: k.baseAddress!, values: v.baseAddress!)
+                case .shuffleZstd: LosslessBody.decode(source, header: h, shuffled: true, keys: kp, values: vp)
+                case .zstd: LosslessBody.decode(source, header: h, shuffled: false, keys: kp, values: vp)
+                case .int8: Int8Body.decode(source, header: h, keys: kp, values: vp)
+                case .q4: Q4Body.decode(source, header: h, keys: kp, values: vp)
                 }
+                valuesWritten = count
             }
+            keysWritten = count
         }
         let kv = KVTensors(layers: h.layers, tokens: h.tokens, kvHeads: h.kvHeads, headDim: h.headDim,
                            firstPosition: h.firstPosition, keysBeforeRoPE: h.keysBeforeRoPE, keys: keys, values: values)

@@ -14,6 +14,7 @@ struct StoreBenchmark: ParsableCommand {
     @Option(help: "Records per write transaction.") var batch = 32
     @Option(help: "zstd level.") var level = 3
     @Option(help: "Distinct synthetic caches per shape (reused under other image digests).") var distinct = 32
+    @Option(help: "Runs per shape and codec, each into a fresh store; the best rates are printed.") var repeats = 3
 
     struct Shape {
         let name: String
@@ -27,7 +28,7 @@ struct StoreBenchmark: ParsableCommand {
     ]
 
     func run() throws {
-        print("voco-bench store: \(records) records per shape and codec, \(batch) per transaction, zstd level \(level), F16 values")
+        print("voco-bench store: \(records) records per shape and codec, \(batch) per transaction, zstd level \(level), F16 values, best of \(repeats) runs")
         print("values: SyntheticKV (K: per-channel mean and spread, 1 channel in 32 an outlier; V: Gaussian, per-token scale)")
         let codecs: [(String, CodecSettings)] = [
             ("zstd alone (baseline)", CodecSettings(codec: .zstd, zstdLevel: level)),
@@ -45,7 +46,12 @@ struct StoreBenchmark: ParsableCommand {
             print("\n\(shape.name): \(raw) bytes raw (F16) per record")
             var rows = [["codec", "bytes/record", "ratio", "rel. RMS error", "write rec/s", "read+decode rec/s"]]
             for (name, settings) in codecs {
-                let result = try measure(settings: settings, model: model, caches: caches)
+                var result = try measure(settings: settings, model: model, caches: caches)
+                for _ in 1..<max(repeats, 1) {
+                    let again = try measure(settings: settings, model: model, caches: caches)
+                    result.writesPerSecond = max(result.writesPerSecond, again.writesPerSecond)
+                    result.readsPerSecond = max(result.readsPerSecond, again.readsPerSecond)
+                }
                 rows.append([name, "\(result.bytesPerRecord)", String(format: "%.3fx", Double(raw) / Double(result.bytesPerRecord)),
                              String(format: "%.2e", result.relativeError), String(format: "%.0f", result.writesPerSecond),
                              String(format: "%.0f", result.readsPerSecond)])

@@ -95,6 +95,18 @@ import Testing
         do { path = try makeStore(codec: CodecSettings(codec: .int8)).path }
         #expect(throws: StoreError.self) { _ = try KVStore(path: path, options: StoreOptions(codec: .default)) }
         #expect(try KVStore(path: path, options: StoreOptions(readOnly: true)).codec.codec == .int8)
+
+        // Another program's LMDB environment is left alone.
+        let foreign = temporaryDirectory("foreign")
+        try FileManager.default.createDirectory(atPath: foreign, withIntermediateDirectories: true)
+        do {
+            let environment = try LMDBEnvironment(path: foreign, readOnly: false, newMapSize: 1 << 20, mapSizeLimit: 1 << 20, maxDatabases: 2)
+            _ = try environment.openDatabases(["theirs"], create: true)
+        }
+        #expect { _ = try KVStore(path: foreign) } throws: { error in
+            if case .notAStore = error as? StoreError { return "\(error)".contains(foreign) } else { return false }
+        }
+        #expect(throws: StoreError.self) { _ = try KVStore(path: foreign, options: StoreOptions(readOnly: true)) }
     }
 
     @Test func readOnlyStoresRefuseWrites() throws {
