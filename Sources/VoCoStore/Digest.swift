@@ -43,6 +43,11 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// Any bytes (a key of another length) in hex, for error messages.
+    static func hexString(_ raw: UnsafeRawBufferPointer) -> String {
+        raw.map { String(format: "%02x", $0) }.joined()
+    }
+
     /// The first 12 hex digits, for tables.
     public var short: String { String(hex.prefix(12)) }
 

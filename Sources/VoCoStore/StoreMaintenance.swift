@@ -1,3 +1,4 @@
+import CLMDB
 import Foundation
 
 // MARK: - Stats
@@ -44,8 +45,8 @@ extension KVStore {
                 perCodec[codec] = entry
                 return true
             }
-            let codecs = perCodec.keys.sorted { $0.rawValue < $1.rawValue }.map { codec -> StoreStats.CodecStats in
-                var entry = perCodec[codec]!  // keys of the same dictionary
+            let codecs = perCodec.sorted { $0.key.rawValue < $1.key.rawValue }.map { _, entry -> StoreStats.CodecStats in
+                var entry = entry
                 entry.ratio = ratio(entry.rawBytes, entry.storedBytes)
                 return entry
             }
@@ -98,21 +99,20 @@ extension KVStore {
                 }
                 return true
             }
-            let checks: [(String, (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> String?)] = [
-                ("images", { k, v in k.count != 32 ? "key is not a digest" : parses(ImageInfo.self, v) }),
-                ("models", { k, v in
+            let checks: [(String, MDB_dbi, (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> String?)] = [
+                ("images", databases.images, { k, v in k.count != 32 ? "key is not a digest" : parses(ImageInfo.self, v) }),
+                ("models", databases.models, { k, v in
                     switch k.first {
                     case 1: return k.count != 33 ? "key is not 1 + fingerprint" : parses(ModelDescriptor.self, v)
                     case 2: return k.count != 33 ? "key is not 2 + identity digest" : parses(FileHashEntry.self, v)
                     default: return "unknown key kind"
                     }
                 }),
-                ("jobs", { k, v in k.count != 8 ? "key is not an id" : parses(IngestJob.self, v) }),
-                ("collections", { k, v in CollectionKeys.parse(k) == nil || v.count != 32 ? "not name + ordinal -> digest" : nil }),
+                ("jobs", databases.jobs, { k, v in k.count != 8 ? "key is not an id" : parses(IngestJob.self, v) }),
+                ("collections", databases.collections, { k, v in CollectionKeys.parse(k) == nil || v.count != 32 ? "not name + ordinal -> digest" : nil }),
             ]
-            let handles = ["images": databases.images, "models": databases.models, "jobs": databases.jobs, "collections": databases.collections]
-            for (name, check) in checks {
-                try txn.txn.scan(handles[name]!) { k, v in  // names from the list above
+            for (name, dbi, check) in checks {
+                try txn.txn.scan(dbi) { k, v in
                     report.entriesChecked += 1
                     if let reason = check(k, v) { report.failures.append(VerifyFailure(database: name, key: Digest.hexString(k), reason: reason)) }
                     return true

@@ -174,9 +174,3 @@ extension StoreTransaction {
         }
     }
 }
-
-extension Digest {
-    static func hexString(_ raw: UnsafeRawBufferPointer) -> String {
-        raw.map { String(format: "%02x", $0) }.joined()
-    }
-}
