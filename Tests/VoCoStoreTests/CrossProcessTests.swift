@@ -40,6 +40,43 @@ import Testing
         #expect(store.mapSize > initialMap)  // adopted the size the writer process grew the map to
     }
 
+    @Test func readerThreadsKeepReadingWhileAWriterThreadGrowsTheMap() throws {
+        let model = SyntheticKV.model(layers: 2, kvHeads: 4, headDim: 32, tokensPerImage: 4, dtype: .f32)
+        let store = try makeStore(codec: CodecSettings(codec: .zstd, zstdLevel: 1), models: [model]) { $0.initialMapSize = 128 << 10 }
+        let initialMap = store.mapSize
+        let (batches, batch) = (24, 4)
+        let cache = { (n: Int) in SyntheticKV.make(layers: 2, tokens: 4, kvHeads: 4, headDim: 32, seed: UInt64(n)) }
+        let done = Flag()
+        let failures = FailureLog()
+        DispatchQueue.concurrentPerform(iterations: 4) { thread in
+            do {
+                if thread == 0 {
+                    defer { done.set() }
+                    for b in 0..<batches {
+                        let items = (b * batch..<(b + 1) * batch).map { (image: SyntheticKV.imageDigest($0), kv: cache($0)) }
+                        try store.putBatch(items, model: model.fingerprint)
+                        try store.write { try $0.append(items.map(\.image), to: "c") }
+                    }
+                } else {
+                    var finished = false
+                    while !finished {
+                        finished = done.isSet
+                        try store.read { txn in
+                            for (ordinal, image) in try txn.members(of: "c") where try txn.record(image: image, model: model.fingerprint) != cache(Int(ordinal)) {
+                                failures.add("thread \(thread): record \(ordinal) differs")
+                            }
+                        }
+                    }
+                }
+            } catch {
+                failures.add("thread \(thread): \(error)")
+            }
+        }
+        #expect(failures.messages.isEmpty, "\(failures.messages.prefix(3))")
+        #expect(store.mapSize > initialMap)
+        #expect(try store.stats().records == batches * batch)
+    }
+
     @Test func readersInOtherProcessesSeeConsistentSnapshotsWhileThisProcessWrites() throws {
         let model = tinyModel()
         let store = try makeStore(models: [model])
@@ -71,4 +108,17 @@ import Testing
         }
         #expect(!seen.isEmpty)
     }
+}
+
+private final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+private final class FailureLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var messages: [String] = []
+    func add(_ message: String) { lock.withLock { messages.append(message) } }
 }
