@@ -123,7 +123,8 @@ public final class KVStore: @unchecked Sendable {
     // MARK: Transactions
 
     /// Runs `body` on one consistent snapshot (MVCC: writers never block it, nor it them).
-    /// Buffers from the snapshot are copied out; do not nest `read` or `write` inside `body`.
+    /// Everything the transaction methods return is a copy, valid after `body`. Do not call
+    /// `read` or `write` inside `body` (the map-resize lock is not reentrant).
     public func read<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
         try environment.read { try body(StoreTransaction(txn: $0, store: self)) }
     }

@@ -55,7 +55,6 @@ extension KVStore {
     }
 
     func encode(_ kv: KVTensors, image: Digest, descriptor: ModelDescriptor) throws -> EncodedRecord {
-        if let problem = kv.problem() { throw StoreError.invalidTensors(image: image, reason: problem) }
         if let mismatch = descriptor.mismatch(layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim) {
             throw StoreError.invalidTensors(image: image, reason: mismatch)
         }
