@@ -37,6 +37,11 @@ let package = Package(
         .target(name: "SafeTensors", swiftSettings: optimize),
         .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS"], swiftSettings: optimize),
         .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute"], swiftSettings: optimize),
+        .target(
+            name: "VoCoStore",
+            dependencies: ["CLMDB", "CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: optimize
+        ),
 
         // MARK: - Executables
         .target(
@@ -44,6 +49,7 @@ let package = Package(
             dependencies: [
                 "SafeTensors",
                 "VoCoModel",
+                "VoCoStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -54,6 +60,7 @@ let package = Package(
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
+                "VoCoStore",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -67,6 +74,8 @@ let package = Package(
             dependencies: ["VoCoModel", "VoCoCompute", "SafeTensors", "VoCoCommands", .product(name: "ArgumentParser", package: "swift-argument-parser")],
             exclude: ["Fixtures"]
         ),
+        // `voco` is a dependency so that the cross-process and CLI tests find it built.
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
     ],
     swiftLanguageModes: [.v5]
 )

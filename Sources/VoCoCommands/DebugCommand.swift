@@ -11,6 +11,7 @@ struct DebugCommand: ParsableCommand {
             CompressCommand.self,
             QueryCommand.self,
             GenerateCommand.self,
+            StoreFillCommand.self,
         ]
     )
 }

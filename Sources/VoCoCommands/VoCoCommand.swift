@@ -6,6 +6,7 @@ public struct VoCoCommand: ParsableCommand {
         commandName: "voco",
         abstract: "Compress images once into VoCo KV caches and answer questions from them.",
         subcommands: [
+            InspectCommand.self,
             DebugCommand.self,
         ]
     )

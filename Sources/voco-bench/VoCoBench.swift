@@ -10,6 +10,7 @@ struct VoCoBench: ParsableCommand {
         subcommands: [
             ConvertBenchmark.self,
             EngineBenchmark.self,
+            StoreBenchmark.self,
         ]
     )
 }

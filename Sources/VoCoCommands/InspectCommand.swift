@@ -1,0 +1,94 @@
+import ArgumentParser
+import Foundation
+import VoCoStore
+
+/// `voco inspect ...`: see and check what a store holds.
+struct InspectCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inspect",
+        abstract: "See and check what a VoCo store holds: stats, ls, show, verify, export, rm, gc.",
+        subcommands: [
+            InspectStatsCommand.self,
+            InspectListCommand.self,
+            InspectShowCommand.self,
+            InspectVerifyCommand.self,
+            InspectExportCommand.self,
+            InspectRemoveCommand.self,
+            InspectGCCommand.self,
+        ]
+    )
+}
+
+// MARK: - Shared options
+
+struct StoreLocation: ParsableArguments {
+    @Option(name: .customLong("store"), help: "The store directory (default: $VOCO_STORE, else ~/.local/share/voco/store).")
+    var store: String?
+
+    var path: String { store ?? KVStore.defaultPath }
+
+    /// Opens the existing store; read-only unless `writable`.
+    func open(writable: Bool = false) throws -> KVStore {
+        try KVStore(path: path, options: StoreOptions(readOnly: !writable))
+    }
+}
+
+/// Picks the one record an image (and model) prefix names.
+struct RecordSelection: ParsableArguments {
+    @Argument(help: "The image digest, or a unique prefix of it (hex).")
+    var image: String
+
+    @Option(help: "The model fingerprint, or a unique prefix (needed when several models have a record for the image).")
+    var model: String?
+
+    func resolve(in store: KVStore) throws -> RecordKey {
+        let imagePrefix = image.lowercased(), modelPrefix = model?.lowercased()
+        var matches: [RecordKey] = []
+        try store.scan { summary in
+            if summary.key.image.hex.hasPrefix(imagePrefix), modelPrefix.map({ summary.key.model.hex.hasPrefix($0) }) ?? true {
+                matches.append(summary.key)
+            }
+        }
+        guard let first = matches.first else {
+            throw CommandFailure("\(store.path): no record for image \(image)\(model.map { " and model \($0)" } ?? ""); `voco inspect ls NAME` lists a collection's images")
+        }
+        guard matches.count == 1 else {
+            let images = Set(matches.map(\.image)).count
+            let what = images > 1 ? "\(images) images start with \(image); give more digits" : "\(matches.count) models have a record for this image; pass --model"
+            throw CommandFailure("\(store.path): \(what) (\(matches.prefix(5).map(\.description).joined(separator: ", ")))")
+        }
+        return first
+    }
+}
+
+/// A command that could not do its job (not a usage mistake): printed as `Error: ...`, exit 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+// MARK: - Printing
+
+func printJSON<T: Encodable>(_ value: T) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// 1536 -> "1.5 KiB".
+func byteCount(_ n: Int) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+    var value = Double(n), unit = 0
+    while value >= 1024, unit < units.count - 1 { value /= 1024; unit += 1 }
+    return unit == 0 ? "\(n) B" : String(format: "%.1f %@", value, units[unit])
+}
+
+/// Left-aligned columns.
+func table(_ rows: [[String]]) -> String {
+    guard let width = rows.map(\.count).max() else { return "" }
+    let widths = (0..<width).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+    return rows.map { row in
+        row.enumerated().map { c, cell in c == row.count - 1 ? cell : cell.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+            .joined(separator: "  ")
+    }.joined(separator: "\n")
+}

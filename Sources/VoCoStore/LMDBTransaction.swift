@@ -1,0 +1,110 @@
+import CLMDB
+
+// MARK: - Get, put, delete, scan inside one transaction
+
+/// A transaction handed to a `read` or `write` body. Values returned by `get` and `scan` point
+/// into the map and are valid only until the body returns.
+struct Transaction {
+    let txn: OpaquePointer
+    let path: String
+
+    func get(_ db: MDB_dbi, _ key: [UInt8]) throws -> UnsafeRawBufferPointer? {
+        var value = MDB_val()
+        let rc = key.withUnsafeBytes { k -> Int32 in
+            var keyValue = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_get(txn, db, &keyValue, &value)
+        }
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, path: path, "mdb_get")
+        return UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)
+    }
+
+    func put(_ db: MDB_dbi, _ key: [UInt8], _ value: [UInt8]) throws {
+        let rc = key.withUnsafeBytes { k in
+            value.withUnsafeBytes { v -> Int32 in
+                var keyValue = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+                var dataValue = MDB_val(mv_size: v.count, mv_data: UnsafeMutableRawPointer(mutating: v.baseAddress))
+                return mdb_put(txn, db, &keyValue, &dataValue, 0)
+            }
+        }
+        if rc == MDB_TXN_FULL {
+            throw StoreError.lmdb(path: path, operation: "mdb_put", code: rc, message: "too many changes in one transaction; write in smaller batches")
+        }
+        try check(rc, path: path, "mdb_put")
+    }
+
+    /// Deletes `key`; false when it was not there.
+    @discardableResult
+    func delete(_ db: MDB_dbi, _ key: [UInt8]) throws -> Bool {
+        let rc = key.withUnsafeBytes { k -> Int32 in
+            var keyValue = MDB_val(mv_size: k.count, mv_data: UnsafeMutableRawPointer(mutating: k.baseAddress))
+            return mdb_del(txn, db, &keyValue, nil)
+        }
+        if rc == MDB_NOTFOUND { return false }
+        try check(rc, path: path, "mdb_del")
+        return true
+    }
+
+    /// Visits entries in key order, starting at the first key >= `prefix` and stopping when a key
+    /// no longer starts with `prefix` or `body` returns false.
+    func scan(_ db: MDB_dbi, prefix: [UInt8] = [], _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        var rc: Int32 = prefix.withUnsafeBytes { p in
+            if prefix.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
+            key = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
+            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+        }
+        while rc == 0 {
+            let k = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
+            guard k.starts(with: prefix) else { return }
+            guard try body(k, UnsafeRawBufferPointer(start: value.mv_data, count: value.mv_size)) else { return }
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_NEXT)
+        }
+        if rc != MDB_NOTFOUND { try check(rc, path: path, "mdb_cursor_get") }
+    }
+
+    /// All keys starting with `prefix` (copied), for deleting while not iterating.
+    func keys(_ db: MDB_dbi, prefix: [UInt8] = [], where keep: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool = { _, _ in true }) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try scan(db, prefix: prefix) { k, v in
+            if try keep(k, v) { out.append(Array(k)) }
+            return true
+        }
+        return out
+    }
+
+    func count(_ db: MDB_dbi) throws -> Int {
+        var stat = MDB_stat()
+        try check(mdb_stat(txn, db, &stat), path: path, "mdb_stat")
+        return stat.ms_entries
+    }
+
+    /// The last key of `db` that starts with `prefix` (for "next ordinal" and "next id").
+    func lastKey(_ db: MDB_dbi, prefix: [UInt8]) throws -> [UInt8]? {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        // Seek to the first key after every key with this prefix, then step back one.
+        var successor = prefix
+        while let last = successor.last, last == 0xFF { successor.removeLast() }
+        var key = MDB_val(), value = MDB_val()
+        var rc: Int32
+        if successor.isEmpty {
+            rc = mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        } else {
+            successor[successor.count - 1] += 1
+            rc = successor.withUnsafeBytes { s in
+                key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+                return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+            }
+            rc = rc == 0 ? mdb_cursor_get(cursor, &key, &value, MDB_PREV) : mdb_cursor_get(cursor, &key, &value, MDB_LAST)
+        }
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, path: path, "mdb_cursor_get")
+        let k = UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size)
+        return k.starts(with: prefix) ? Array(k) : nil
+    }
+}
