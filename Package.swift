@@ -35,12 +35,14 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
+        .target(name: "VoCoTokenizer", swiftSettings: optimize),
 
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -49,6 +51,7 @@ let package = Package(
             name: "voco-bench",
             dependencies: [
                 "SafeTensors",
+                "VoCoTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -56,6 +59,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )
