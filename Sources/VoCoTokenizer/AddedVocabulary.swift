@@ -113,9 +113,13 @@ private struct TokenMatcher {
     }
 
     private var nodes = [Node()]
+    /// [65536 / 64] bit set of the first scalars of all patterns in the Basic Multilingual Plane:
+    /// most positions of a text start no pattern, and this answers that without hashing.
+    private var firstBMP = [UInt64](repeating: 0, count: 1024)
 
     mutating func insert(_ pattern: [Unicode.Scalar], id: UInt32, token: AddedToken) {
-        guard !pattern.isEmpty else { return }
+        guard let first = pattern.first else { return }
+        if first.value < 0x10000 { firstBMP[Int(first.value >> 6)] |= 1 << UInt64(first.value & 63) }
         var node = 0
         for s in pattern {
             if let child = nodes[node].children[s.value] {
@@ -131,6 +135,8 @@ private struct TokenMatcher {
 
     /// Longest token starting at `start`.
     private func longestMatch(in scalars: [Unicode.Scalar], at start: Int) -> (end: Int, id: UInt32, token: AddedToken)? {
+        let first = scalars[start].value
+        if first < 0x10000 && firstBMP[Int(first >> 6)] & (1 << UInt64(first & 63)) == 0 { return nil }
         var node = 0
         var best: (Int, UInt32, AddedToken)? = nil
         var i = start

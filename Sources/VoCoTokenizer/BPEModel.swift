@@ -6,7 +6,7 @@ final class BPEModel: @unchecked Sendable {
     let vocab: [String: UInt32]
     let idToToken: [UInt32: String]
     /// (left id << 32 | right id) -> (rank << 32 | merged id)
-    let merges: [UInt64: UInt64]
+    let merges: MergeTable
     let unkId: UInt32?
     let fuseUnk: Bool
     let byteFallback: Bool
@@ -14,7 +14,7 @@ final class BPEModel: @unchecked Sendable {
     let continuingSubwordPrefix: String?
     let endOfWordSuffix: String?
     /// Tokens of a single scalar, for the common path without prefix or suffix.
-    private let scalarIds: [UInt32: UInt32]
+    private let scalarIds: ScalarIdTable
     /// [256] id of "<0xXX>", or nil
     private let byteIds: [UInt32?]
 
@@ -55,13 +55,8 @@ final class BPEModel: @unchecked Sendable {
         } else {
             unkId = nil
         }
-        merges = try BPEModel.loadMerges(field["merges"], vocab: vocab, prefix: continuingSubwordPrefix ?? "")
-
-        var scalarIds: [UInt32: UInt32] = [:]
-        for (token, id) in vocab where token.unicodeScalars.count == 1 {
-            if let s = token.unicodeScalars.first { scalarIds[s.value] = id }
-        }
-        self.scalarIds = scalarIds
+        merges = MergeTable(try BPEModel.loadMerges(field["merges"], vocab: vocab, prefix: continuingSubwordPrefix ?? ""))
+        scalarIds = ScalarIdTable(vocab)
         byteIds = (0..<256).map { vocab[byteTokenName(UInt8($0))] }
     }
 
@@ -133,7 +128,7 @@ final class BPEModel: @unchecked Sendable {
             let byteLength = Int32(UTF8.width(scalar))
             let id: UInt32?
             if plain {
-                id = scalarIds[scalar.value]
+                id = scalarIds[scalar]
             } else {
                 var s = String(scalar)
                 if i != first, let p = continuingSubwordPrefix { s = p + s }
@@ -242,47 +237,43 @@ struct BPESymbol {
 
 /// A binary min-heap of pending merges ordered by (rank, position), as tokenizers' `Merge` orders them.
 struct MergeQueue {
-    private var keys: [UInt64] = []  // rank << 32 | position
-    private var newIds: [UInt32] = []
-
-    mutating func reserve(_ n: Int) {
-        keys.reserveCapacity(n)
-        newIds.reserveCapacity(n)
+    private struct Entry {
+        var key: UInt64 // rank << 32 | position
+        var newId: UInt32
     }
+    private var heap: [Entry] = []
+
+    mutating func reserve(_ n: Int) { heap.reserveCapacity(n) }
 
     mutating func push(rank: UInt32, position: UInt32, newId: UInt32) {
-        keys.append(UInt64(rank) << 32 | UInt64(position))
-        newIds.append(newId)
-        var i = keys.count - 1
+        let entry = Entry(key: UInt64(rank) << 32 | UInt64(position), newId: newId)
+        heap.append(entry)
+        var i = heap.count - 1
         while i > 0 {
             let parent = (i - 1) / 2
-            guard keys[i] < keys[parent] else { break }
-            keys.swapAt(i, parent)
-            newIds.swapAt(i, parent)
+            guard entry.key < heap[parent].key else { break }
+            heap[i] = heap[parent]
             i = parent
         }
+        heap[i] = entry
     }
 
     mutating func pop() -> (position: UInt32, newId: UInt32)? {
-        guard let topKey = keys.first else { return nil }
-        let result = (UInt32(truncatingIfNeeded: topKey), newIds[0])
-        let lastKey = keys.removeLast(), lastId = newIds.removeLast()
-        if !keys.isEmpty {
-            keys[0] = lastKey
-            newIds[0] = lastId
+        guard let top = heap.first else { return nil }
+        let last = heap.removeLast()
+        let n = heap.count
+        if n > 0 {
             var i = 0
-            let n = keys.count
             while true {
-                let l = 2 * i + 1, r = l + 1
-                var smallest = i
-                if l < n && keys[l] < keys[smallest] { smallest = l }
-                if r < n && keys[r] < keys[smallest] { smallest = r }
-                if smallest == i { break }
-                keys.swapAt(i, smallest)
-                newIds.swapAt(i, smallest)
-                i = smallest
+                var child = 2 * i + 1
+                if child >= n { break }
+                if child + 1 < n && heap[child + 1].key < heap[child].key { child += 1 }
+                guard heap[child].key < last.key else { break }
+                heap[i] = heap[child]
+                i = child
             }
+            heap[i] = last
         }
-        return result
+        return (UInt32(truncatingIfNeeded: top.key), top.newId)
     }
 }
