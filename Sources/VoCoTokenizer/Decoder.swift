@@ -56,6 +56,9 @@ indirect enum Decoder {
         switch self {
         case let .replace(pattern, content):
             return tokens.map { token in
+                if case let .literal(needle) = pattern, let head = needle.first, !token.unicodeScalars.contains(head) {
+                    return token // the common case, without building arrays
+                }
                 var view = String.UnicodeScalarView()
                 view.append(contentsOf: pattern.replacing(in: Array(token.unicodeScalars), with: content))
                 return String(view)
@@ -136,13 +139,13 @@ indirect enum Decoder {
     /// Removes up to `start` leading and `stop` trailing `content` characters. (tokenizers panics
     /// when the cuts cross; here they are clamped.)
     private static func strip(_ token: String, content: Unicode.Scalar, start: Int, stop: Int) -> String {
-        let chars = Array(token.unicodeScalars)
-        var startCut = 0
-        while startCut < min(start, chars.count) && chars[startCut] == content { startCut += 1 }
-        var stopCut = chars.count
-        while chars.count - stopCut < stop && stopCut > 0 && chars[stopCut - 1] == content { stopCut -= 1 }
-        var view = String.UnicodeScalarView()
-        if startCut < stopCut { view.append(contentsOf: chars[startCut..<stopCut]) }
-        return String(view)
+        let scalars = token.unicodeScalars
+        var lower = scalars.startIndex, upper = scalars.endIndex
+        var cut = 0
+        while cut < start, lower < upper, scalars[lower] == content { lower = scalars.index(after: lower); cut += 1 }
+        cut = 0
+        while cut < stop, lower < upper, scalars[scalars.index(before: upper)] == content { upper = scalars.index(before: upper); cut += 1 }
+        if lower == scalars.startIndex && upper == scalars.endIndex { return token }
+        return String(scalars[lower..<upper])
     }
 }
