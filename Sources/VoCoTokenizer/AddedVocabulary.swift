@@ -1,5 +1,11 @@
 /// One entry of tokenizer.json `added_tokens`.
 public struct AddedToken: Equatable, Sendable {
+    /// Equal when every field is, the content compared byte by byte (as tokenizers compares it).
+    public static func == (a: AddedToken, b: AddedToken) -> Bool {
+        a.content.utf8.elementsEqual(b.content.utf8) && a.singleWord == b.singleWord && a.lstrip == b.lstrip
+            && a.rstrip == b.rstrip && a.normalized == b.normalized && a.special == b.special
+    }
+
     public var content: String
     public var singleWord = false
     public var lstrip = false
@@ -24,11 +30,11 @@ public struct AddedToken: Equatable, Sendable {
 /// the normalised stretches, by their normalised content.
 struct AddedVocabulary {
     private(set) var tokens: [UInt32: AddedToken] = [:]
-    private(set) var ids: [String: UInt32] = [:]
+    private(set) var ids: [ExactString: UInt32] = [:]
     /// The token string decoding uses: tokenizers gives a `normalized` token its normalised
     /// content (with Prepend("▁"), "<x>" decodes as "▁<x>", and then is not skipped as special).
     private(set) var decodeContents: [UInt32: String] = [:]
-    private(set) var specialContents: Set<String> = []
+    private(set) var specialContents: Set<ExactString> = []
     private var rawMatcher = TokenMatcher()
     private var normalizedMatcher = TokenMatcher()
 
@@ -40,13 +46,14 @@ struct AddedVocabulary {
     init(_ entries: [AddedToken], model: BPEModel, normalizer: Normalizer?) {
         var special: [AddedToken] = [], plain: [AddedToken] = [] // matched special first, as tokenizers does
         for token in entries {
-            if token.special && !token.content.isEmpty && !specialContents.contains(token.content) {
+            let content = ExactString(token.content)
+            if token.special && !token.content.isEmpty && !specialContents.contains(content) {
                 special.append(token)
-                specialContents.insert(token.content)
+                specialContents.insert(content)
             }
             if token.content.isEmpty || tokens.values.contains(token) { continue }
             let id: UInt32
-            if let existing = ids[token.content] ?? model.vocab[token.content] {
+            if let existing = ids[content] ?? model.vocab[content] {
                 id = existing
             } else if let maxId = ids.values.max() {
                 let vocabSize = UInt32(model.vocab.count)
@@ -54,15 +61,15 @@ struct AddedVocabulary {
             } else {
                 id = UInt32(model.vocab.count)
             }
-            ids[token.content] = id
+            ids[content] = id
             tokens[id] = token
-            if !specialContents.contains(token.content) { plain.append(token) }
+            if !specialContents.contains(content) { plain.append(token) }
         }
         for (id, token) in tokens {
             decodeContents[id] = token.normalized ? AddedVocabulary.normalize(token.content, normalizer).string : token.content
         }
         for token in special + plain {
-            guard let id = ids[token.content], let current = tokens[id] else { continue }
+            guard let id = ids[ExactString(token.content)], let current = tokens[id] else { continue }
             if token.normalized {
                 normalizedMatcher.insert(AddedVocabulary.normalize(token.content, normalizer).scalars, id: id, token: current)
             } else {
@@ -79,7 +86,7 @@ struct AddedVocabulary {
 
     var isEmpty: Bool { tokens.isEmpty }
 
-    func isSpecial(_ content: String) -> Bool { specialContents.contains(content) }
+    func isSpecial(_ content: String) -> Bool { specialContents.contains(ExactString(content)) }
 
     // MARK: - Splitting
 

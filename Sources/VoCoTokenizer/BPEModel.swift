@@ -3,7 +3,7 @@
 /// characters (or byte tokens, or <unk>), then apply merges lowest rank first with a heap over a
 /// linked list of symbols, so a piece of n characters costs O(n log n), not O(n^2).
 final class BPEModel: @unchecked Sendable {
-    let vocab: [String: UInt32]
+    let vocab: [ExactString: UInt32]
     let idToToken: [UInt32: String]
     /// (left id << 32 | right id) -> (rank << 32 | merged id)
     let merges: MergeTable
@@ -34,35 +34,33 @@ final class BPEModel: @unchecked Sendable {
                 throw TokenizerError.unsupportedOption(path: path, field: "model.dropout", value: "\(dropout) (BPE dropout is random; only null or 0 is supported)")
             }
         }
-        var vocab: [String: UInt32] = [:]
-        var idToToken: [UInt32: String] = [:]
+        var vocab: [ExactString: UInt32] = [:]
         for (token, idField) in try field["vocab"].members() {
             let id = try idField.int()
             guard id >= 0, id <= Int(UInt32.max) else { throw idField.fail("token id \(id) is not a 32-bit unsigned integer") }
-            vocab[token] = UInt32(id)
-            idToToken[UInt32(id)] = token
+            vocab[ExactString(token)] = UInt32(id) // a repeated token: the last id counts
         }
         self.vocab = vocab
-        self.idToToken = idToToken
+        idToToken = Dictionary(vocab.map { ($0.value, $0.key.string) }, uniquingKeysWith: { first, _ in first })
         fuseUnk = try field["fuse_unk"].bool(default: false)
         byteFallback = try field["byte_fallback"].bool(default: false)
         ignoreMerges = try field["ignore_merges"].bool(default: false)
         continuingSubwordPrefix = try field["continuing_subword_prefix"].optionalString()
         endOfWordSuffix = try field["end_of_word_suffix"].optionalString()
         if let unk = try field["unk_token"].optionalString() {
-            guard let id = vocab[unk] else { throw TokenizerError.unknownToken(path: path, field: "model.unk_token", token: unk) }
+            guard let id = vocab[ExactString(unk)] else { throw TokenizerError.unknownToken(path: path, field: "model.unk_token", token: unk) }
             unkId = id
         } else {
             unkId = nil
         }
         merges = MergeTable(try BPEModel.loadMerges(field["merges"], vocab: vocab, prefix: continuingSubwordPrefix ?? ""))
         scalarIds = ScalarIdTable(vocab)
-        byteIds = (0..<256).map { vocab[byteTokenName(UInt8($0))] }
+        byteIds = (0..<256).map { vocab[ExactString(byteTokenName(UInt8($0)))] }
     }
 
     /// Merges as `"a b"` strings (lines starting with "#version" skipped) or `["a", "b"]` pairs.
     /// A repeated pair keeps its last rank, as tokenizers' hash map does.
-    private static func loadMerges(_ field: JSONField, vocab: [String: UInt32], prefix: String) throws -> [UInt64: UInt64] {
+    private static func loadMerges(_ field: JSONField, vocab: [ExactString: UInt32], prefix: String) throws -> [UInt64: UInt64] {
         var merges: [UInt64: UInt64] = [:]
         var rank: UInt64 = 0
         for entry in try field.array() {
@@ -81,8 +79,8 @@ final class BPEModel: @unchecked Sendable {
                 throw entry.expected("a merge as \"a b\" or [\"a\", \"b\"]")
             }
             let merge = Int(rank) + 1
-            guard let aId = vocab[a] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: a) }
-            guard let bId = vocab[b] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: b) }
+            guard let aId = vocab[ExactString(a)] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: a) }
+            guard let bId = vocab[ExactString(b)] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: b) }
             // tokenizers drops the continuing-subword prefix's bytes from the right token.
             let bUTF8 = Array(b.utf8)
             guard prefix.utf8.count <= bUTF8.count,
@@ -90,7 +88,7 @@ final class BPEModel: @unchecked Sendable {
                 throw entry.fail("merge right token '\(b)' does not start with continuing_subword_prefix '\(prefix)'")
             }
             let merged = a + rest
-            guard let newId = vocab[merged] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: merged) }
+            guard let newId = vocab[ExactString(merged)] else { throw TokenizerError.mergeTokenMissing(path: field.path, merge: merge, token: merged) }
             merges[UInt64(aId) << 32 | UInt64(bId)] = rank << 32 | UInt64(newId)
             rank += 1
         }
@@ -105,7 +103,7 @@ final class BPEModel: @unchecked Sendable {
         if ignoreMerges {
             var view = String.UnicodeScalarView()
             view.append(contentsOf: word)
-            if let id = vocab[String(view)] {
+            if let id = vocab[ExactString(String(view))] {
                 ids.append(id)
                 return
             }
@@ -133,7 +131,7 @@ final class BPEModel: @unchecked Sendable {
                 var s = String(scalar)
                 if i != first, let p = continuingSubwordPrefix { s = p + s }
                 if i == last, let x = endOfWordSuffix { s += x }
-                id = vocab[s]
+                id = vocab[ExactString(s)]
             }
             if let id {
                 if let u = unk { BPESymbol.append(u.id, u.len, to: &symbols); unk = nil }

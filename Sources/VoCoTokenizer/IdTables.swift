@@ -43,11 +43,11 @@ struct ScalarIdTable {
     private var bmp: [UInt32]  // [65536] id + 1, 0 when absent
     private var astral: [UInt32: UInt32]
 
-    init(_ vocab: [String: UInt32]) {
+    init(_ vocab: [ExactString: UInt32]) {
         bmp = [UInt32](repeating: 0, count: 0x10000)
         astral = [:]
         for (token, id) in vocab {
-            var it = token.unicodeScalars.makeIterator()
+            var it = token.string.unicodeScalars.makeIterator()
             guard let s = it.next(), it.next() == nil else { continue }
             if s.value < 0x10000 { bmp[Int(s.value)] = id &+ 1 } else { astral[s.value] = id }
         }
@@ -59,5 +59,24 @@ struct ScalarIdTable {
             return v == 0 ? nil : v &- 1
         }
         return astral[scalar.value]
+    }
+}
+
+/// A token string compared and hashed by its UTF-8 bytes, as Rust compares strings. Swift's own
+/// String equality is canonical equivalence ("é" == "e\u{301}"), which would merge distinct tokens.
+struct ExactString: Hashable {
+    let string: String
+
+    init(_ string: String) {
+        var s = string
+        s.makeContiguousUTF8()
+        self.string = s
+    }
+
+    static func == (a: ExactString, b: ExactString) -> Bool { a.string.utf8.elementsEqual(b.string.utf8) }
+
+    func hash(into hasher: inout Hasher) {
+        var s = string
+        s.withUTF8 { hasher.combine(bytes: UnsafeRawBufferPointer($0)) }
     }
 }

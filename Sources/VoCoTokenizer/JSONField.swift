@@ -1,46 +1,3 @@
-import Foundation
-
-/// A JSON value, parsed once with JSONSerialization.
-enum JSONValue {
-    case null
-    case bool(Bool)
-    case number(Double)
-    case string(String)
-    case array([JSONValue])
-    case object([String: JSONValue])
-
-    init(_ any: Any) {
-        switch any {
-        case let s as String: self = .string(s)
-        case let n as NSNumber:
-            // JSONSerialization gives booleans as NSNumber too: their Objective-C type is 'c'.
-            if String(cString: n.objCType) == "c" { self = .bool(n.boolValue) } else { self = .number(n.doubleValue) }
-        case let a as [Any]: self = .array(a.map(JSONValue.init))
-        case let o as [String: Any]: self = .object(o.mapValues(JSONValue.init))
-        default: self = .null
-        }
-    }
-
-    var kindName: String {
-        switch self {
-        case .null: return "null"
-        case .bool: return "a boolean"
-        case .number: return "a number"
-        case .string: return "a string"
-        case .array: return "an array"
-        case .object: return "an object"
-        }
-    }
-
-    static func parse(_ data: Data, path: String) throws -> JSONValue {
-        do {
-            return JSONValue(try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]))
-        } catch {
-            throw TokenizerError.malformedJSON(path: path, reason: "\(error.localizedDescription)")
-        }
-    }
-}
-
 /// A value at a dotted path in a file, with typed accessors whose errors name the file and the path.
 struct JSONField {
     let value: JSONValue
@@ -57,14 +14,16 @@ struct JSONField {
 
     subscript(key: String) -> JSONField {
         var child: JSONValue = .null
-        if case let .object(o) = value { child = o[key] ?? .null }
+        if case let .object(members) = value, let m = members.last(where: { $0.key.utf8.elementsEqual(key.utf8) }) {
+            child = m.value // a repeated key: the last one counts
+        }
         return JSONField(child, path: path, field: field.isEmpty ? key : "\(field).\(key)")
     }
 
     var isNull: Bool { if case .null = value { return true } else { return false } }
 
     func has(_ key: String) -> Bool {
-        if case let .object(o) = value { return o[key] != nil }
+        if case let .object(members) = value { return members.contains { $0.key.utf8.elementsEqual(key.utf8) } }
         return false
     }
 
@@ -105,10 +64,11 @@ struct JSONField {
         return a.enumerated().map { JSONField($1, path: path, field: "\(field)[\($0)]") }
     }
 
-    /// Object members in key order (deterministic).
+    /// Object members in file order, keys exactly as written.
     func members() throws -> [(key: String, value: JSONField)] {
-        guard case let .object(o) = value else { throw expected("an object") }
-        return o.keys.sorted().map { ($0, self[$0]) }
+        guard case let .object(members) = value else { throw expected("an object") }
+        let prefix = field.isEmpty ? "" : field + "."
+        return members.map { ($0.key, JSONField($0.value, path: path, field: prefix + $0.key)) }
     }
 
     /// A single Unicode scalar given as a one-character string (Metaspace replacement, Strip content).

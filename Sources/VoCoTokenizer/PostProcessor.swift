@@ -19,9 +19,9 @@ indirect enum PostProcessor {
         let type = try field.componentType()
         switch type {
         case "TemplateProcessing":
-            var specials: [String: [UInt32]] = [:]
+            var specials: [ExactString: [UInt32]] = [:]
             for (name, entry) in try field["special_tokens"].members() {
-                specials[name] = try entry["ids"].array().map { id in
+                specials[ExactString(name)] = try entry["ids"].array().map { id in
                     let value = try id.int()
                     guard value >= 0, value <= Int(UInt32.max) else { throw id.fail("token id \(value) is not a 32-bit unsigned integer") }
                     return UInt32(value)
@@ -30,7 +30,7 @@ indirect enum PostProcessor {
             self = .template(try field["single"].array().map { item in
                 if item.has("SpecialToken") {
                     let name = try item["SpecialToken"]["id"].string()
-                    guard let ids = specials[name] else {
+                    guard let ids = specials[ExactString(name)] else {
                         throw TokenizerError.unknownToken(path: field.path, field: "\(item.field).SpecialToken", token: name)
                     }
                     return .special(ids)

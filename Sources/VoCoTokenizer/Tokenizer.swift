@@ -71,7 +71,8 @@ public final class Tokenizer: @unchecked Sendable {
 
     /// The id of a token (added tokens first, then the model vocabulary).
     public func tokenToId(_ token: String) -> Int? {
-        (added.ids[token] ?? model.vocab[token]).map(Int.init)
+        let key = ExactString(token)
+        return (added.ids[key] ?? model.vocab[key]).map(Int.init)
     }
 
     /// The token string of an id as decoding sees it, or nil for an id outside the vocabulary.

@@ -16,7 +16,9 @@ struct TokenizerBenchmark: ParsableCommand {
     var bytes = 1_000_000
 
     func run() throws {
-        let tok = try Tokenizer(directory: tokenizer)
+        var loaded: Tokenizer? = nil
+        let load = try bestSeconds(repeats: 3) { loaded = try Tokenizer(directory: tokenizer) }
+        guard let tok = loaded else { return }
         let text = TokenizerBenchmark.sampleText(bytes: bytes)
         let small = TokenizerBenchmark.sampleText(bytes: bytes / 100)
         let n = Double(text.utf8.count), nSmall = Double(small.utf8.count)
@@ -36,7 +38,7 @@ struct TokenizerBenchmark: ParsableCommand {
             decoded = out
         }
 
-        print("tokenizer: \(tokenizer)")
+        print("tokenizer: \(tokenizer) (vocabulary \(tok.vocabularySize), loads in \(formatted(load * 1000, 1)) ms)")
         print("text: \(Int(n)) bytes, \(text.unicodeScalars.count) scalars, \(ids.count) tokens (checksum \(scalars & 1))")
         print("scalar scan (baseline): \(formatted(n / scan / 1e6, 1)) MB/s")
         print("encode \(Int(n)) bytes: \(formatted(encode * 1000, 1)) ms, \(formatted(n / encode / 1e6, 2)) MB/s (\(formatted(encode / scan, 0)) x scan)")

@@ -47,8 +47,17 @@ struct MismatchLog {
     let set: String
     var count = 0
 
-    mutating func check<T: Equatable>(_ what: String, _ input: String, _ actual: T, _ expected: T) {
-        guard actual != expected else { return }
+    mutating func check(_ what: String, _ input: String, _ actual: [Int], _ expected: [Int]) {
+        report(what, input, actual, expected, equal: actual == expected)
+    }
+
+    /// Texts are compared byte by byte: Swift's == would take "é" and "e\u{301}" as equal.
+    mutating func check(_ what: String, _ input: String, _ actual: String, _ expected: String) {
+        report(what, input, actual.debugDescription, expected.debugDescription, equal: actual.utf8.elementsEqual(expected.utf8))
+    }
+
+    private mutating func report<T>(_ what: String, _ input: String, _ actual: T, _ expected: T, equal: Bool) {
+        guard !equal else { return }
         count += 1
         if count <= 8 {
             Issue.record("[\(set)] \(what) of \(input.debugDescription.prefix(120)): got \(String(describing: actual).prefix(300)), tokenizers gives \(String(describing: expected).prefix(300))")
