@@ -84,8 +84,6 @@ struct AddedVocabulary {
         return text
     }
 
-    var isEmpty: Bool { tokens.isEmpty }
-
     func isSpecial(_ content: String) -> Bool { specialContents.contains(ExactString(content)) }
 
     // MARK: - Splitting

@@ -41,7 +41,10 @@ final class BPEModel: @unchecked Sendable {
             vocab[ExactString(token)] = UInt32(id) // a repeated token: the last id counts
         }
         self.vocab = vocab
-        idToToken = Dictionary(vocab.map { ($0.value, $0.key.string) }, uniquingKeysWith: { first, _ in first })
+        // Two tokens with one id: keep the byte-wise smaller, so every run picks the same.
+        idToToken = Dictionary(vocab.map { ($0.value, $0.key.string) }) { a, b in
+            a.utf8.lexicographicallyPrecedes(b.utf8) ? a : b
+        }
         fuseUnk = try field["fuse_unk"].bool(default: false)
         byteFallback = try field["byte_fallback"].bool(default: false)
         ignoreMerges = try field["ignore_merges"].bool(default: false)
