@@ -42,6 +42,7 @@ let package = Package(
             dependencies: ["CLMDB", "CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: optimize
         ),
+        .target(name: "VoCoTokenizer", swiftSettings: optimize),
 
         // MARK: - Executables
         .target(
@@ -50,6 +51,7 @@ let package = Package(
                 "SafeTensors",
                 "VoCoModel",
                 "VoCoStore",
+                "VoCoTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -61,6 +63,7 @@ let package = Package(
                 "VoCoCompute",
                 "VoCoModel",
                 "VoCoStore",
+                "VoCoTokenizer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -76,6 +79,7 @@ let package = Package(
         ),
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
+        .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -12,6 +12,8 @@ struct DebugCommand: ParsableCommand {
             QueryCommand.self,
             GenerateCommand.self,
             StoreFillCommand.self,
+            EncodeCommand.self,
+            DecodeCommand.self,
         ]
     )
 }
