@@ -20,6 +20,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "voco", targets: ["voco"]),
+        .library(name: "VoCoImage", targets: ["VoCoImage"]),  // also for Tools/fuzz
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -35,12 +36,23 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
+        .target(
+            name: "CImageShims",
+            dependencies: ["CJPEG", "CPNG"],
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
+        .target(
+            name: "VoCoImage",
+            dependencies: ["CImageShims", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: optimize
+        ),
 
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -49,6 +61,7 @@ let package = Package(
             name: "voco-bench",
             dependencies: [
                 "SafeTensors",
+                "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -56,6 +69,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,0 +1,108 @@
+import Foundation
+import Testing
+@testable import VoCoImage
+
+@Suite struct PreprocessTests {
+    private func decoded(_ name: String) throws -> RGBImage { try ImageFile.load(path: Fixtures.image(name)).image }
+
+    /// pad and crop at 32 pixels for every fixture, against CLIPImageProcessorPil (before
+    /// rescale and normalise). Bound reached: exact (0 of 255).
+    @Test(arguments: Fixtures.imageNames)
+    func matchesTheProcessorAt32(_ name: String) throws {
+        let config = try Fixtures.config("clip32")
+        for mode in [AspectRatioMode.pad, .crop] {
+            let actual = ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
+            let expected = try Fixtures.expectedImage("\(mode.rawValue)/clip32/\(name)")
+            #expect(maxDifference(actual, expected) == 0, "\(mode) \(name)")
+        }
+    }
+
+    @Test func matchesTheProcessorAt336() throws {
+        let config = try Fixtures.config("clip336")
+        for (name, mode) in [("jpeg_baseline_420.jpg", AspectRatioMode.crop), ("png_rgba8.png", .pad)] {
+            let actual = ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
+            let expected = try Fixtures.expectedImage("\(mode.rawValue)/clip336/\(name)")
+            #expect(actual.width == 336 && actual.height == 336)
+            #expect(maxDifference(actual, expected) == 0, "\(mode) \(name)")
+        }
+    }
+
+    /// Every supported filter, an exact-size resize with a larger zero-padded crop, and a bare-int size.
+    @Test(arguments: ["odd", "int_size", "filter1", "filter2", "filter4", "filter5"])
+    func matchesOtherConfigs(_ config: String) throws {
+        let processor = ImagePreprocessor(config: try Fixtures.config(config), mode: .crop)
+        for name in ["jpeg_large.jpg", "png_gray_alpha8.png"] {
+            let expected = try Fixtures.expectedImage("crop/\(config)/\(name)")
+            #expect(maxDifference(processor.resampled(try decoded(name)), expected) == 0, "\(config) \(name)")
+        }
+    }
+
+    /// The float tensor the model sees: rescale and normalise with numpy's float arithmetic. Exact.
+    @Test(arguments: [("clip32", "jpeg_baseline_420.jpg", AspectRatioMode.pad), ("clip32", "png_palette4.png", .crop),
+                      ("odd", "jpeg_large.jpg", .crop), ("int_size", "png_gray8.png", .pad)])
+    func normalisedValuesMatch(_ config: String, _ name: String, _ mode: AspectRatioMode) throws {
+        let tensor = ImagePreprocessor(config: try Fixtures.config(config), mode: mode).tensor(try decoded(name))
+        let expected = try Fixtures.expectedValues("values/\(mode.rawValue)/\(config)/\(name)")
+        #expect(expected.shape == [3, tensor.height, tensor.width])
+        let worst = zip(tensor.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(worst == 0, "\(config) \(name): max |difference| \(worst)")
+    }
+
+    // MARK: - Steps
+
+    @Test func shortestEdgeSizeTruncatesLikeTransformers() {
+        let p = ImagePreprocessor(config: PreprocessorConfig(), mode: .crop)  // shortest_edge 224
+        #expect(p.outputSize(height: 768, width: 1024) == (224, 298))  // int(224 * 1024 / 768) = 298
+        #expect(p.outputSize(height: 1000, width: 3) == (74666, 224))
+        #expect(p.outputSize(height: 50, width: 50) == (224, 224))
+    }
+
+    @Test func padBackgroundTruncatesTheMeanTimes255() {
+        let p = ImagePreprocessor(config: PreprocessorConfig(), mode: .pad)
+        #expect(p.padBackground == (122, 116, 104))
+    }
+
+    @Test func centerCropOffsetsAndPadding() {
+        let image = RGBImage(width: 5, height: 4, pixels: (0..<20).flatMap { [UInt8($0), 0, 0] })
+        let cropped = ImagePreprocessor.centerCrop(image, height: 3, width: 2)
+        // top = (4 - 3) // 2 = 0, left = (5 - 2) // 2 = 1
+        #expect(stride(from: 0, to: cropped.pixels.count, by: 3).map { cropped.pixels[$0] } == [1, 2, 6, 7, 11, 12])
+        let padded = ImagePreprocessor.centerCrop(image, height: 7, width: 5)
+        // 3 rows of padding: ceil(3 / 2) = 2 above, 1 below.
+        #expect(padded.height == 7 && padded.pixels[0..<15].allSatisfy { $0 == 0 } && padded.pixels[30] == 0 && padded.pixels[33] == 1)
+    }
+
+    // MARK: - Configuration
+
+    @Test func readsModelDirectories() throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("voco-image-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        try Data(#"{"crop_size": 336, "size": {"shortest_edge": 336}}"#.utf8).write(to: dir.appendingPathComponent("preprocessor_config.json"))
+        #expect(try ImagePreprocessor(modelDirectory: dir.path).mode == .crop)  // no config.json
+        try Data(#"{"image_aspect_ratio": "pad", "hidden_size": 8}"#.utf8).write(to: dir.appendingPathComponent("config.json"))
+        let p = try ImagePreprocessor(modelDirectory: dir.path)
+        #expect(p.mode == .pad && p.config.size == .shortestEdge(336) && p.config.cropSize == (336, 336))
+        #expect(p.config.imageMean == PreprocessorConfig().imageMean)
+        #expect(try ImagePreprocessor(modelDirectory: dir.path, mode: .crop).mode == .crop)
+        try Data(#"{"image_aspect_ratio": "square"}"#.utf8).write(to: dir.appendingPathComponent("config.json"))
+        #expect(try ImagePreprocessor(modelDirectory: dir.path).mode == .crop)
+    }
+
+    @Test func refusesWhatItCannotDo() {
+        func error(_ json: String) -> ImageError? {
+            do { _ = try PreprocessorConfig(json: Data(json.utf8), source: "p.json"); return nil } catch { return error as? ImageError }
+        }
+        #expect(error(#"{"resample": 0}"#) == .unsupportedConfig(source: "p.json", field: "resample", value: "0", supported: "1 LANCZOS, 2 BILINEAR, 3 BICUBIC, 4 BOX, 5 HAMMING"))
+        #expect(error(#"{"resample": 7}"#) != nil)
+        if case .unsupportedConfig(_, "size", _, _)? = error(#"{"size": {"shortest_edge": 224, "longest_edge": 448}}"#) {} else {
+            Issue.record("shortest_edge + longest_edge should be unsupported")
+        }
+        #expect(error(#"{"image_mean": [0.5, 0.5]}"#) != nil)
+        #expect(error(#"{"image_std": [1, 0, 1]}"#) != nil)
+        #expect(error(#"{"do_resize": 1}"#) != nil)
+        #expect(error(#"{"crop_size": {"height": 0, "width": 3}}"#) != nil)
+        #expect(error("not json") != nil)
+        #expect(error(#"{"size": 2.5}"#) != nil)
+        #expect(error(#"{"do_resize": null, "size": 300}"#) == nil)
+    }
+}
