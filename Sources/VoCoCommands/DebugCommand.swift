@@ -8,6 +8,7 @@ struct DebugCommand: ParsableCommand {
         abstract: "Run one stage of the pipeline on tensors or ids, for checking against a reference.",
         subcommands: [
             TensorsCommand.self,
+            PreprocessImageCommand.self,
         ]
     )
 }

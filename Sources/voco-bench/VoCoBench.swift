@@ -9,6 +9,7 @@ struct VoCoBench: ParsableCommand {
         abstract: "Print speed and size figures for VoCo Store's parts (build with -c release).",
         subcommands: [
             ConvertBenchmark.self,
+            ImageBenchmark.self,
         ]
     )
 }
