@@ -46,7 +46,7 @@ struct PreprocessImageCommand: ParsableCommand {
         var digests: [String] = []
         for path in images {
             let loaded = try ImageFile.load(path: path, limits: limits)
-            let tensor = processor.tensor(loaded.image)
+            let tensor = try processor.tensor(loaded.image, source: path)
             if let size, size != (tensor.height, tensor.width) {
                 throw ValidationError("\(path) gives a \(tensor.height)x\(tensor.width) input but \(images[0]) gives \(size.height)x\(size.width); process them separately")
             }

@@ -12,6 +12,8 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, LocalizedErro
     case tooManyPixels(source: String, width: Int, height: Int, limit: Int)
     case unsupported(source: String, format: ImageFormat, detail: String)
     case outOfMemory(source: String, detail: String)
+    /// The preprocessed image, or the work to make it, would exceed the limits.
+    case preprocessingTooLarge(source: String, detail: String)
     case invalidConfig(source: String, field: String, problem: String)
     case unsupportedConfig(source: String, field: String, value: String, supported: String)
 
@@ -36,6 +38,8 @@ public enum ImageError: Error, Equatable, CustomStringConvertible, LocalizedErro
             return "\(source): unsupported \(format.rawValue) variant: \(detail)"
         case let .outOfMemory(source, detail):
             return "\(source): out of memory while decoding: \(detail)"
+        case let .preprocessingTooLarge(source, detail):
+            return "\(source): cannot preprocess this image: \(detail)"
         case let .invalidConfig(source, field, problem):
             return "\(source): field '\(field)': \(problem)"
         case let .unsupportedConfig(source, field, value, supported):

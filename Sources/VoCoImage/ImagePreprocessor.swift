@@ -33,23 +33,53 @@ public struct ImagePreprocessor: Sendable {
 
     // MARK: - Pipeline
 
-    /// The 8-bit image the processor rescales: after padding, resizing and cropping.
-    public func resampled(_ image: RGBImage) -> RGBImage {
-        var image = image
-        if mode == .pad { image = Self.expandToSquare(image, background: padBackground) }
-        if config.doResize {
-            let (h, w) = outputSize(height: image.height, width: image.width)
-            image = image.resized(width: w, height: h, filter: config.resample)
+    /// Multiply-adds (per pixel and tap) one image's resampling may cost, about a second or two:
+    /// enough for a 20000x2000 panorama padded to a square, refusing only absurd aspect ratios.
+    public static let maximumResampleWork = 2_000_000_000
+    /// Pixels the output, and the intermediate rows behind it, may have.
+    public static let maximumPixels = ImageLimits.default.maximumPixels
+
+    /// The 8-bit image the processor rescales: after padding, resizing and cropping. Computed as
+    /// one window of the resized canvas: the padded square and the uncropped resize are never
+    /// allocated, and exactly the pixels the crop keeps are resampled.
+    public func resampled(_ image: RGBImage, source: String = "image") throws -> RGBImage {
+        var canvas = Canvas(image)
+        if mode == .pad && image.width != image.height {
+            // LLaVA's expand2square: pasted at ((side - width) // 2, (side - height) // 2).
+            let side = max(image.width, image.height)
+            canvas = Canvas(image, width: side, height: side, x: (side - image.width) / 2, y: (side - image.height) / 2,
+                            background: padBackground)
         }
+        let target = config.doResize ? outputSize(height: canvas.height, width: canvas.width) : (height: canvas.height, width: canvas.width)
+        var rows = 0..<target.height, columns = 0..<target.width
+        var outH = target.height, outW = target.width, top = 0, left = 0
         if config.doCenterCrop {
-            image = Self.centerCrop(image, height: config.cropSize.height, width: config.cropSize.width)
+            (rows, top) = Self.cropWindow(size: target.height, crop: config.cropSize.height)
+            (columns, left) = Self.cropWindow(size: target.width, crop: config.cropSize.width)
+            (outH, outW) = config.cropSize
         }
-        return image
+        let work = canvas.work(width: target.width, height: target.height, rows: rows, columns: columns, filter: config.resample)
+        guard saturatingProduct(outH, outW) <= Self.maximumPixels, work.intermediatePixels <= Self.maximumPixels else {
+            throw ImageError.preprocessingTooLarge(source: source, detail: "a \(image.width)x\(image.height) image gives a \(outW)x\(outH) input (\(work.intermediatePixels) intermediate pixels); the limit is \(Self.maximumPixels) pixels")
+        }
+        let (total, overflow) = work.horizontal.addingReportingOverflow(work.vertical)
+        guard !overflow, total <= Self.maximumResampleWork else {
+            throw ImageError.preprocessingTooLarge(source: source, detail: "resampling \(canvas.width)x\(canvas.height) to \(target.width)x\(target.height) would take \(overflow ? "over \(Int.max)" : "\(total)") multiply-adds (limit \(Self.maximumResampleWork)); the aspect ratio is too extreme")
+        }
+        let window = canvas.resampled(width: target.width, height: target.height, rows: rows, columns: columns, filter: config.resample)
+        if window.width == outW && window.height == outH { return window }
+        // transformers' center_crop of a smaller image: centred on zeros.
+        var out = RGBImage(width: outW, height: outH, fill: (0, 0, 0))
+        for r in 0..<window.height {
+            let to = ((top + r) * outW + left) * 3
+            out.pixels.replaceSubrange(to..<(to + window.width * 3), with: window.pixels[(r * window.width * 3)..<((r + 1) * window.width * 3)])
+        }
+        return out
     }
 
     /// The model input: `resampled`, then rescale and normalise per channel.
-    public func tensor(_ image: RGBImage) -> PixelTensor {
-        let image = resampled(image)
+    public func tensor(_ image: RGBImage, source: String = "image") throws -> PixelTensor {
+        let image = try resampled(image, source: source)
         let plane = image.width * image.height
         var values = [Float](repeating: 0, count: 3 * plane)  // [3][H][W]
         let tables = (0..<3).map(valueTable)
@@ -92,52 +122,15 @@ public struct ImagePreprocessor: Sendable {
         case let .shortestEdge(edge):
             // get_resize_output_image_size(default_to_square=False): int(size * long / short).
             let (short, long) = width <= height ? (width, height) : (height, width)
-            let newLong = Int(Double(edge * long) / Double(short))
+            let newLong = Int(Double(edge) * Double(long) / Double(short))
             return width <= height ? (newLong, edge) : (edge, newLong)
         }
     }
 
-    /// LLaVA's `expand2square`: a square of the longer side filled with `background`, the image
-    /// pasted at ((side - width) // 2, (side - height) // 2).
-    public static func expandToSquare(_ image: RGBImage, background: (UInt8, UInt8, UInt8)) -> RGBImage {
-        guard image.width != image.height else { return image }
-        let side = max(image.width, image.height)
-        var out = RGBImage(width: side, height: side, fill: background)
-        paste(image, into: &out, x: (side - image.width) / 2, y: (side - image.height) / 2)
-        return out
-    }
-
-    /// transformers' `center_crop`: offsets `(size - crop) // 2` (floor); where the image is
-    /// smaller than the crop it is first centred on zeros, `ceil((crop - size) / 2)` from the top
-    /// and left.
-    public static func centerCrop(_ image: RGBImage, height cropH: Int, width cropW: Int) -> RGBImage {
-        let padH = max(cropH - image.height, 0), padW = max(cropW - image.width, 0)
-        var canvas = image
-        if padH > 0 || padW > 0 {
-            canvas = RGBImage(width: image.width + padW, height: image.height + padH, fill: (0, 0, 0))
-            paste(image, into: &canvas, x: (padW + 1) / 2, y: (padH + 1) / 2)
-        }
-        // With the padding above, floor((size - crop) / 2) + ceil(pad / 2) is never negative.
-        let top = floorDivide(image.height - cropH, 2) + (padH + 1) / 2
-        let left = floorDivide(image.width - cropW, 2) + (padW + 1) / 2
-        if top == 0 && left == 0 && cropH == canvas.height && cropW == canvas.width { return canvas }
-        var out = [UInt8](repeating: 0, count: cropH * cropW * 3)  // [cropH][cropW][3]
-        for y in 0..<cropH {
-            let from = ((top + y) * canvas.width + left) * 3
-            out.replaceSubrange((y * cropW * 3)..<((y + 1) * cropW * 3), with: canvas.pixels[from..<(from + cropW * 3)])
-        }
-        return RGBImage(width: cropW, height: cropH, pixels: out)
-    }
-
-    private static func paste(_ image: RGBImage, into canvas: inout RGBImage, x: Int, y: Int) {
-        let rowBytes = image.width * 3
-        for row in 0..<image.height {
-            let to = ((y + row) * canvas.width + x) * 3
-            canvas.pixels.replaceSubrange(to..<(to + rowBytes), with: image.pixels[(row * rowBytes)..<((row + 1) * rowBytes)])
-        }
-    }
-
-    private static func floorDivide(_ a: Int, _ b: Int) -> Int {
-        (a >= 0 ? a : a - b + 1) / b
+    /// transformers' `center_crop` along one axis: the kept part of `0..<size` and where it
+    /// lands in the crop. A larger axis keeps `(size - crop) // 2 ..< + crop`; a smaller one is
+    /// kept whole, centred on zeros `ceil((crop - size) / 2)` from the start.
+    static func cropWindow(size: Int, crop: Int) -> (Range<Int>, Int) {
+        size >= crop ? (((size - crop) / 2)..<((size - crop) / 2 + crop), 0) : (0..<size, (crop - size + 1) / 2)
     }
 }

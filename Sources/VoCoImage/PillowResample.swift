@@ -54,52 +54,68 @@ public enum ResampleFilter: Int, Sendable {
 /// Pillow's fixed point: 8 bits of result, 2 of headroom, 22 of fraction.
 private let precisionBits: Int32 = 32 - 8 - 2
 
-/// For each output position, the first input index, how many inputs it reads, and their
-/// weights in fixed point, exactly as Pillow's `precompute_coeffs` then
-/// `normalize_coeffs_8bpc` compute them (antialiasing: the filter widens by the scale when
-/// shrinking).
+/// For output positions `outputs`, the first input index, how many inputs each reads, and their
+/// weights in fixed point, exactly as Pillow's `precompute_coeffs` then `normalize_coeffs_8bpc`
+/// compute them (antialiasing: the filter widens by the scale when shrinking).
 struct ResampleCoefficients {
     let kernelSize: Int
-    /// [outSize] first input index
+    let outputs: Range<Int>
+    /// [outputs.count] first input index
     let start: [Int]
-    /// [outSize] inputs read (`xmax` in Pillow, at most kernelSize)
+    /// [outputs.count] inputs read (`xmax` in Pillow, at most kernelSize)
     let count: [Int]
-    /// [outSize][kernelSize], zero past `count`
+    /// [outputs.count][kernelSize], zero past `count`
     let weights: [Int32]
 
-    init(inSize: Int, outSize: Int, filter: ResampleFilter) {
-        // Pillow takes the box as floats: (double)(in1 - in0) with in0 = 0, in1 = inSize.
-        let scale = Double(Float(inSize)) / Double(outSize)
+    /// Pillow takes the box as floats: (double)(in1 - in0) with in0 = 0, in1 = inSize.
+    static func scale(inSize: Int, outSize: Int) -> Double { Double(Float(inSize)) / Double(outSize) }
+
+    /// Taps per output, known before anything is allocated.
+    static func kernelSize(inSize: Int, outSize: Int, filter: ResampleFilter) -> Int {
+        Int((filter.support * max(scale(inSize: inSize, outSize: outSize), 1)).rounded(.up)) * 2 + 1
+    }
+
+    init(inSize: Int, outSize: Int, outputs: Range<Int>, filter: ResampleFilter) {
+        let scale = Self.scale(inSize: inSize, outSize: outSize)
         let filterScale = max(scale, 1)
         let support = filter.support * filterScale
-        let kernelSize = Int(support.rounded(.up)) * 2 + 1
-        var start = [Int](repeating: 0, count: outSize)
-        var count = [Int](repeating: 0, count: outSize)
-        var weights = [Int32](repeating: 0, count: outSize * kernelSize)
+        let kernelSize = Self.kernelSize(inSize: inSize, outSize: outSize, filter: filter)
+        var start = [Int](repeating: 0, count: outputs.count)
+        var count = [Int](repeating: 0, count: outputs.count)
+        var weights = [Int32](repeating: 0, count: outputs.count * kernelSize)
         var k = [Double](repeating: 0, count: kernelSize)
-        for xx in 0..<outSize {
+        for (i, xx) in outputs.enumerated() {
             let center = (Double(xx) + 0.5) * scale
             let ss = 1 / filterScale
             let xmin = max(Int(center - support + 0.5), 0)
-            let xmax = min(Int(center + support + 0.5), inSize) - xmin
+            let xmax = max(min(Int(center + support + 0.5), inSize) - xmin, 0)
             var ww = 0.0
-            for x in 0..<max(xmax, 0) {
+            for x in 0..<xmax {
                 let w = filter.weight((Double(x + xmin) - center + 0.5) * ss)
                 k[x] = w
                 ww += w
             }
-            for x in 0..<max(xmax, 0) {
+            for x in 0..<xmax {
                 if ww != 0 { k[x] /= ww }
                 let scaled = k[x] * Double(1 << precisionBits)
-                weights[xx * kernelSize + x] = Int32(k[x] < 0 ? -0.5 + scaled : 0.5 + scaled)
+                weights[i * kernelSize + x] = Int32(k[x] < 0 ? -0.5 + scaled : 0.5 + scaled)
             }
-            start[xx] = xmin
-            count[xx] = max(xmax, 0)
+            start[i] = xmin
+            count[i] = xmax
         }
         self.kernelSize = kernelSize
+        self.outputs = outputs
         self.start = start
         self.count = count
         self.weights = weights
+    }
+}
+
+/// a * b * ..., or Int.max when that overflows: sizes from a hostile header stay comparable.
+func saturatingProduct(_ factors: Int...) -> Int {
+    factors.reduce(1) { p, f in
+        let (r, overflow) = p.multipliedReportingOverflow(by: f)
+        return overflow ? Int.max : r
     }
 }
 
@@ -108,86 +124,170 @@ private func clip8(_ value: Int32) -> UInt8 {
     UInt8(truncatingIfNeeded: min(max(value >> precisionBits, 0), 255))
 }
 
-// MARK: - The two passes
+private let half: Int32 = 1 << (precisionBits - 1)
 
-extension RGBImage {
-    /// Pillow's `Image.resize((width, height), filter)` on an "RGB" image: a horizontal pass
-    /// (over only the rows the vertical pass reads), rounded and clipped to 8 bits, then a
-    /// vertical pass; a pass whose size does not change is skipped.
-    public func resized(width outW: Int, height outH: Int, filter: ResampleFilter) -> RGBImage {
-        precondition(outW > 0 && outH > 0, "resize to \(outW)x\(outH)")
-        if outW == width && outH == height { return self }
-        let vertical = ResampleCoefficients(inSize: height, outSize: outH, filter: filter)
-        var source = self
-        var rowOffset = 0
-        if outW != width {
-            let first = vertical.start[0]
-            let last = vertical.start[outH - 1] + vertical.count[outH - 1]
-            source = horizontalPass(rows: first..<last, outWidth: outW, ResampleCoefficients(inSize: width, outSize: outW, filter: filter))
-            rowOffset = first
-        }
-        if outH != height {
-            source = source.verticalPass(outHeight: outH, vertical, rowOffset: rowOffset)
-        }
-        return source
+// MARK: - The canvas
+
+/// An image on a canvas filled with one colour: LLaVA's `expand2square` without allocating the
+/// square (a plain image is the canvas of its own size).
+struct Canvas {
+    let image: RGBImage
+    let width: Int
+    let height: Int
+    /// Where the image's top-left pixel sits.
+    let x: Int
+    let y: Int
+    let background: (UInt8, UInt8, UInt8)
+
+    init(_ image: RGBImage) {
+        self.init(image, width: image.width, height: image.height, x: 0, y: 0, background: (0, 0, 0))
     }
 
-    /// [rows.count][outWidth][3] from rows `rows` of self.
-    private func horizontalPass(rows: Range<Int>, outWidth: Int, _ c: ResampleCoefficients) -> RGBImage {
-        var out = [UInt8](repeating: 0, count: rows.count * outWidth * 3)
-        let half: Int32 = 1 << (precisionBits - 1)
-        pixels.withUnsafeBufferPointer { src in
-            c.weights.withUnsafeBufferPointer { weights in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for (r, y) in rows.enumerated() {
-                        let row = src.baseAddress! + y * width * 3
-                        let outRow = dst.baseAddress! + r * outWidth * 3
-                        for xx in 0..<outWidth {
-                            let k = weights.baseAddress! + xx * c.kernelSize
-                            var p = row + c.start[xx] * 3
-                            var s0 = half, s1 = half, s2 = half
-                            for x in 0..<c.count[xx] {
-                                let w = k[x]
-                                s0 &+= Int32(p[0]) &* w
-                                s1 &+= Int32(p[1]) &* w
-                                s2 &+= Int32(p[2]) &* w
-                                p += 3
-                            }
-                            outRow[xx * 3] = clip8(s0)
-                            outRow[xx * 3 + 1] = clip8(s1)
-                            outRow[xx * 3 + 2] = clip8(s2)
+    init(_ image: RGBImage, width: Int, height: Int, x: Int, y: Int, background: (UInt8, UInt8, UInt8)) {
+        self.image = image
+        self.width = width
+        self.height = height
+        self.x = x
+        self.y = y
+        self.background = background
+    }
+
+    /// A canvas row of background only: [width][3]
+    func backgroundRow() -> [UInt8] {
+        RGBImage(width: width, height: 1, fill: background).pixels
+    }
+}
+
+// MARK: - Resampling a window of the output
+
+/// Multiply-adds Pillow's two passes would do for this window; refused above the budget
+/// (an image a thousand times longer than wide, padded to a square, would take minutes).
+struct ResampleWork {
+    var horizontal = 0
+    var vertical = 0
+    /// Pixels of the intermediate (horizontally resampled) rows kept for the vertical pass.
+    var intermediatePixels = 0
+}
+
+extension Canvas {
+    /// The work `resampled` would do, estimated before anything is allocated.
+    func work(width outW: Int, height outH: Int, rows: Range<Int>, columns: Range<Int>, filter: ResampleFilter) -> ResampleWork {
+        let vertical = outH == height ? 1 : ResampleCoefficients.kernelSize(inSize: height, outSize: outH, filter: filter)
+        let horizontal = outW == width ? 1 : ResampleCoefficients.kernelSize(inSize: width, outSize: outW, filter: filter)
+        // The rows an output row reads lie within its centre +- support (as in the coefficients).
+        let scale = ResampleCoefficients.scale(inSize: height, outSize: outH)
+        let support = filter.support * max(scale, 1)
+        let first = outH == height ? rows.lowerBound : max(Int((Double(rows.lowerBound) + 0.5) * scale - support + 0.5), 0)
+        let end = outH == height ? rows.upperBound : min(Int((Double(rows.upperBound - 1) + 0.5) * scale + support + 0.5), height)
+        let needed = first..<max(first, end)
+        let imageRows = needed.clamped(to: y..<(y + image.height)).count
+        return ResampleWork(horizontal: saturatingProduct(imageRows, columns.count, horizontal),
+                            vertical: saturatingProduct(rows.count, columns.count, vertical),
+                            intermediatePixels: saturatingProduct(imageRows + 1, columns.count))
+    }
+
+    /// Pillow's `resize((outW, outH), filter)` of the canvas, evaluated only at output rows
+    /// `rows` and columns `columns` (each output pixel depends on its own coefficients only, so a
+    /// window equals the same window of the whole result). Horizontal pass first, rounded and
+    /// clipped to 8 bits, then vertical; a pass whose size does not change is a copy. Canvas rows
+    /// of pure background are resampled once.
+    func resampled(width outW: Int, height outH: Int, rows: Range<Int>, columns: Range<Int>, filter: ResampleFilter) -> RGBImage {
+        let vertical = outH == height ? nil : ResampleCoefficients(inSize: height, outSize: outH, outputs: rows, filter: filter)
+        let horizontal = outW == width ? nil : ResampleCoefficients(inSize: width, outSize: outW, outputs: columns, filter: filter)
+        let cols = columns.count, rowBytes = columns.count * 3
+        // The canvas rows the window reads (Pillow's ybox_first ..< ybox_last for it).
+        let needed: Range<Int>
+        if let v = vertical, let first = v.start.first, let last = v.start.last, let count = v.count.last {
+            needed = first..<max(first, last + count)
+        } else {
+            needed = rows
+        }
+
+        // Intermediate rows: [row][cols][3], one per image row plus one shared by background rows.
+        var intermediate: [UInt8] = []
+        intermediate.reserveCapacity((needed.clamped(to: y..<(y + image.height)).count + 1) * rowBytes)
+        var slot = [Int](repeating: 0, count: needed.count)  // canvas row -> intermediate row
+        var scratch: [UInt8] = []  // [width][3]: the background with the current image row pasted in
+        let covers = x == 0 && image.width == width
+        if !covers { scratch = backgroundRow() }
+        func resampleRow(_ row: UnsafePointer<UInt8>) {
+            let start = intermediate.count
+            intermediate.append(contentsOf: repeatElement(0, count: rowBytes))
+            intermediate.withUnsafeMutableBufferPointer { out in
+                let o = out.baseAddress! + start
+                guard let h = horizontal else {
+                    (o).update(from: row + columns.lowerBound * 3, count: rowBytes)
+                    return
+                }
+                h.weights.withUnsafeBufferPointer { weights in
+                    for i in 0..<cols {
+                        let k = weights.baseAddress! + i * h.kernelSize
+                        var p = row + h.start[i] * 3
+                        var s0 = half, s1 = half, s2 = half
+                        for t in 0..<h.count[i] {
+                            let w = k[t]
+                            s0 &+= Int32(p[0]) &* w
+                            s1 &+= Int32(p[1]) &* w
+                            s2 &+= Int32(p[2]) &* w
+                            p += 3
                         }
+                        o[i * 3] = clip8(s0)
+                        o[i * 3 + 1] = clip8(s1)
+                        o[i * 3 + 2] = clip8(s2)
                     }
                 }
             }
         }
-        return RGBImage(width: outWidth, height: rows.count, pixels: out)
-    }
+        var backgroundSlot: Int? = nil
+        image.pixels.withUnsafeBufferPointer { pixels in
+            for (i, r) in needed.enumerated() {
+                guard r >= y && r < y + image.height else {
+                    if backgroundSlot == nil {
+                        backgroundSlot = intermediate.count / rowBytes
+                        backgroundRow().withUnsafeBufferPointer { resampleRow($0.baseAddress!) }
+                    }
+                    slot[i] = backgroundSlot!
+                    continue
+                }
+                slot[i] = intermediate.count / rowBytes
+                let source = pixels.baseAddress! + (r - y) * image.width * 3
+                if covers {
+                    resampleRow(source)
+                } else {
+                    scratch.withUnsafeMutableBufferPointer { s in
+                        (s.baseAddress! + x * 3).update(from: source, count: image.width * 3)
+                        resampleRow(s.baseAddress!)
+                    }
+                }
+            }
+        }
 
-    /// [outHeight][width][3]; input row i of `c` is row `i - rowOffset` of self. Accumulates
-    /// whole rows (the same integer sums as Pillow's per-pixel loop, in an order that vectorises).
-    private func verticalPass(outHeight: Int, _ c: ResampleCoefficients, rowOffset: Int) -> RGBImage {
-        let rowLength = width * 3
-        var out = [UInt8](repeating: 0, count: outHeight * rowLength)
-        var acc = [Int32](repeating: 0, count: rowLength)  // [width*3]
-        let half: Int32 = 1 << (precisionBits - 1)
-        pixels.withUnsafeBufferPointer { src in
+        // Vertical pass over the intermediate rows, whole rows at a time (the same integer sums
+        // as Pillow's per-pixel loop, in an order that vectorises).
+        var out = [UInt8](repeating: 0, count: rows.count * rowBytes)  // [rows][cols][3]
+        intermediate.withUnsafeBufferPointer { src in
             out.withUnsafeMutableBufferPointer { dst in
-                acc.withUnsafeMutableBufferPointer { sums in
-                    for yy in 0..<outHeight {
-                        for i in 0..<rowLength { sums[i] = half }
-                        let first = c.start[yy] - rowOffset
-                        for y in 0..<c.count[yy] {
-                            let w = c.weights[yy * c.kernelSize + y]
-                            let row = src.baseAddress! + (first + y) * rowLength
-                            for i in 0..<rowLength { sums[i] &+= Int32(row[i]) &* w }
+                guard let v = vertical else {
+                    for (i, r) in rows.enumerated() {
+                        (dst.baseAddress! + i * rowBytes).update(from: src.baseAddress! + slot[r - needed.lowerBound] * rowBytes, count: rowBytes)
+                    }
+                    return
+                }
+                var sums = [Int32](repeating: 0, count: rowBytes)  // [cols*3]
+                sums.withUnsafeMutableBufferPointer { acc in
+                    for i in 0..<rows.count {
+                        for j in 0..<rowBytes { acc[j] = half }
+                        for t in 0..<v.count[i] {
+                            let w = v.weights[i * v.kernelSize + t]
+                            let row = src.baseAddress! + slot[v.start[i] + t - needed.lowerBound] * rowBytes
+                            for j in 0..<rowBytes { acc[j] &+= Int32(row[j]) &* w }
                         }
-                        let outRow = dst.baseAddress! + yy * rowLength
-                        for i in 0..<rowLength { outRow[i] = clip8(sums[i]) }
+                        let o = dst.baseAddress! + i * rowBytes
+                        for j in 0..<rowBytes { o[j] = clip8(acc[j]) }
                     }
                 }
             }
         }
-        return RGBImage(width: width, height: outHeight, pixels: out)
+        return RGBImage(width: cols, height: rows.count, pixels: out)
     }
 }

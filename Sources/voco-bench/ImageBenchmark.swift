@@ -35,10 +35,10 @@ struct ImageBenchmark: ParsableCommand {
             copy.withUnsafeMutableBytes { d in decoded.pixels.withUnsafeBytes { s in d.copyMemory(from: s) } }
         }
         let decode = try bestSeconds(iterations: iterations) { _ = try ImageDecoder.decode(jpeg, source: "bench.jpg") }
-        let cropOnly = bestSeconds(iterations: iterations) { _ = crop.tensor(decoded) }
-        let padOnly = bestSeconds(iterations: iterations) { _ = pad.tensor(decoded) }
-        let cropBoth = try bestSeconds(iterations: iterations) { _ = crop.tensor(try ImageDecoder.decode(jpeg, source: "bench.jpg").image) }
-        let padBoth = try bestSeconds(iterations: iterations) { _ = pad.tensor(try ImageDecoder.decode(jpeg, source: "bench.jpg").image) }
+        let cropOnly = try bestSeconds(iterations: iterations) { _ = try crop.tensor(decoded) }
+        let padOnly = try bestSeconds(iterations: iterations) { _ = try pad.tensor(decoded) }
+        let cropBoth = try bestSeconds(iterations: iterations) { _ = try crop.tensor(try ImageDecoder.decode(jpeg, source: "bench.jpg").image) }
+        let padBoth = try bestSeconds(iterations: iterations) { _ = try pad.tensor(try ImageDecoder.decode(jpeg, source: "bench.jpg").image) }
 
         func line(_ label: String, _ seconds: Double) {
             print("\(label): \(formatted(1 / seconds, 1)) images/s (\(formatted(seconds * 1000, 3)) ms)")

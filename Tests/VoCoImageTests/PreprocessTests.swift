@@ -11,7 +11,7 @@ import Testing
     func matchesTheProcessorAt32(_ name: String) throws {
         let config = try Fixtures.config("clip32")
         for mode in [AspectRatioMode.pad, .crop] {
-            let actual = ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
+            let actual = try ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
             let expected = try Fixtures.expectedImage("\(mode.rawValue)/clip32/\(name)")
             #expect(maxDifference(actual, expected) == 0, "\(mode) \(name)")
         }
@@ -20,7 +20,7 @@ import Testing
     @Test func matchesTheProcessorAt336() throws {
         let config = try Fixtures.config("clip336")
         for (name, mode) in [("jpeg_baseline_420.jpg", AspectRatioMode.crop), ("png_rgba8.png", .pad)] {
-            let actual = ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
+            let actual = try ImagePreprocessor(config: config, mode: mode).resampled(try decoded(name))
             let expected = try Fixtures.expectedImage("\(mode.rawValue)/clip336/\(name)")
             #expect(actual.width == 336 && actual.height == 336)
             #expect(maxDifference(actual, expected) == 0, "\(mode) \(name)")
@@ -33,7 +33,7 @@ import Testing
         let processor = ImagePreprocessor(config: try Fixtures.config(config), mode: .crop)
         for name in ["jpeg_large.jpg", "png_gray_alpha8.png"] {
             let expected = try Fixtures.expectedImage("crop/\(config)/\(name)")
-            #expect(maxDifference(processor.resampled(try decoded(name)), expected) == 0, "\(config) \(name)")
+            #expect(maxDifference(try processor.resampled(try decoded(name)), expected) == 0, "\(config) \(name)")
         }
     }
 
@@ -41,7 +41,7 @@ import Testing
     @Test(arguments: [("clip32", "jpeg_baseline_420.jpg", AspectRatioMode.pad), ("clip32", "png_palette4.png", .crop),
                       ("odd", "jpeg_large.jpg", .crop), ("int_size", "png_gray8.png", .pad)])
     func normalisedValuesMatch(_ config: String, _ name: String, _ mode: AspectRatioMode) throws {
-        let tensor = ImagePreprocessor(config: try Fixtures.config(config), mode: mode).tensor(try decoded(name))
+        let tensor = try ImagePreprocessor(config: try Fixtures.config(config), mode: mode).tensor(try decoded(name))
         let expected = try Fixtures.expectedValues("values/\(mode.rawValue)/\(config)/\(name)")
         #expect(expected.shape == [3, tensor.height, tensor.width])
         let worst = zip(tensor.values, expected.values).map { abs($0 - $1) }.max() ?? .infinity
@@ -62,14 +62,36 @@ import Testing
         #expect(p.padBackground == (122, 116, 104))
     }
 
-    @Test func centerCropOffsetsAndPadding() {
+    @Test func centerCropOffsetsAndPadding() throws {
         let image = RGBImage(width: 5, height: 4, pixels: (0..<20).flatMap { [UInt8($0), 0, 0] })
-        let cropped = ImagePreprocessor.centerCrop(image, height: 3, width: 2)
+        func cropped(height: Int, width: Int, mode: AspectRatioMode = .crop) throws -> [[UInt8]] {
+            var config = PreprocessorConfig()
+            config.doResize = false
+            config.cropSize = (height, width)
+            let r = try ImagePreprocessor(config: config, mode: mode).resampled(image)
+            return (0..<r.height).map { y in (0..<r.width).map { x in r.pixels[(y * r.width + x) * 3] } }
+        }
         // top = (4 - 3) // 2 = 0, left = (5 - 2) // 2 = 1
-        #expect(stride(from: 0, to: cropped.pixels.count, by: 3).map { cropped.pixels[$0] } == [1, 2, 6, 7, 11, 12])
-        let padded = ImagePreprocessor.centerCrop(image, height: 7, width: 5)
-        // 3 rows of padding: ceil(3 / 2) = 2 above, 1 below.
-        #expect(padded.height == 7 && padded.pixels[0..<15].allSatisfy { $0 == 0 } && padded.pixels[30] == 0 && padded.pixels[33] == 1)
+        #expect(try cropped(height: 3, width: 2) == [[1, 2], [6, 7], [11, 12]])
+        // 3 more rows than the image: ceil(3 / 2) = 2 rows of zeros above, 1 below; width kept.
+        #expect(try cropped(height: 7, width: 5) == [[0, 0, 0, 0, 0], [0, 0, 0, 0, 0], [0, 1, 2, 3, 4], [5, 6, 7, 8, 9],
+                                                   [10, 11, 12, 13, 14], [15, 16, 17, 18, 19], [0, 0, 0, 0, 0]])
+        // Pad first: a 5x5 square, the image at row (5 - 4) // 2 = 0 over a row of the pad colour
+        // (122 in red), then crop 3x3 from (1, 1).
+        #expect(try cropped(height: 3, width: 3, mode: .pad) == [[6, 7, 8], [11, 12, 13], [16, 17, 18]])
+        #expect(try cropped(height: 5, width: 5, mode: .pad)[4] == [122, 122, 122, 122, 122])
+    }
+
+    /// An extreme aspect ratio is refused in pad mode (minutes of work) but costs nothing in crop
+    /// mode, where only the kept window is resampled.
+    @Test func extremeAspectRatios() throws {
+        let sliver = RGBImage(width: 2, height: 60_000, fill: (10, 200, 30))
+        var config = PreprocessorConfig()
+        config.size = .shortestEdge(336)
+        config.cropSize = (336, 336)
+        #expect(throws: ImageError.self) { try ImagePreprocessor(config: config, mode: .pad).resampled(sliver, source: "sliver.png") }
+        let cropped = try ImagePreprocessor(config: config, mode: .crop).resampled(sliver)
+        #expect(cropped == RGBImage(width: 336, height: 336, fill: (10, 200, 30)))
     }
 
     // MARK: - Configuration

@@ -15,7 +15,7 @@ public func fuzzImageDecode(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     config.cropSize = (height: 16, width: 16)
     config.resample = size % 3 == 0 ? .lanczos : .bicubic
     for mode in [AspectRatioMode.pad, .crop] {
-        let tensor = ImagePreprocessor(config: config, mode: mode).tensor(decoded.image)
+        guard let tensor = try? ImagePreprocessor(config: config, mode: mode).tensor(decoded.image) else { continue }
         precondition(tensor.values.count == 3 * 16 * 16, "unexpected output shape \(tensor.height)x\(tensor.width)")
     }
     return 0
