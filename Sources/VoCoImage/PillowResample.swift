@@ -204,59 +204,57 @@ extension Canvas {
         }
 
         // Intermediate rows: [row][cols][3], one per image row plus one shared by background rows.
-        var intermediate: [UInt8] = []
-        intermediate.reserveCapacity((needed.clamped(to: y..<(y + image.height)).count + 1) * rowBytes)
-        var slot = [Int](repeating: 0, count: needed.count)  // canvas row -> intermediate row
-        var scratch: [UInt8] = []  // [width][3]: the background with the current image row pasted in
+        let imageRows = needed.clamped(to: y..<(y + image.height))
+        var intermediate = [UInt8](repeating: 0, count: (imageRows.count + 1) * rowBytes)
+        let backgroundSlot = imageRows.count
+        var slot = [Int](repeating: backgroundSlot, count: needed.count)  // canvas row -> intermediate row
         let covers = x == 0 && image.width == width
-        if !covers { scratch = backgroundRow() }
-        func resampleRow(_ row: UnsafePointer<UInt8>) {
-            let start = intermediate.count
-            intermediate.append(contentsOf: repeatElement(0, count: rowBytes))
-            intermediate.withUnsafeMutableBufferPointer { out in
-                let o = out.baseAddress! + start
-                guard let h = horizontal else {
-                    (o).update(from: row + columns.lowerBound * 3, count: rowBytes)
-                    return
-                }
-                h.weights.withUnsafeBufferPointer { weights in
-                    for i in 0..<cols {
-                        let k = weights.baseAddress! + i * h.kernelSize
-                        var p = row + h.start[i] * 3
-                        var s0 = half, s1 = half, s2 = half
-                        for t in 0..<h.count[i] {
-                            let w = k[t]
-                            s0 &+= Int32(p[0]) &* w
-                            s1 &+= Int32(p[1]) &* w
-                            s2 &+= Int32(p[2]) &* w
-                            p += 3
+        var scratch = covers ? [] : backgroundRow()  // [width][3]: background, the current image row pasted in
+
+        /// One canvas row ([width][3] at `row`) resampled into intermediate row `target`.
+        func resampleRow(_ row: UnsafePointer<UInt8>, into o: UnsafeMutablePointer<UInt8>) {
+            guard let h = horizontal else {
+                o.update(from: row + columns.lowerBound * 3, count: rowBytes)
+                return
+            }
+            h.weights.withUnsafeBufferPointer { weights in
+                h.start.withUnsafeBufferPointer { starts in
+                    h.count.withUnsafeBufferPointer { counts in
+                        for i in 0..<cols {
+                            let k = weights.baseAddress! + i * h.kernelSize
+                            var p = row + starts[i] * 3
+                            var s0 = half, s1 = half, s2 = half
+                            for t in 0..<counts[i] {
+                                let w = k[t]
+                                s0 &+= Int32(p[0]) &* w
+                                s1 &+= Int32(p[1]) &* w
+                                s2 &+= Int32(p[2]) &* w
+                                p += 3
+                            }
+                            o[i * 3] = clip8(s0)
+                            o[i * 3 + 1] = clip8(s1)
+                            o[i * 3 + 2] = clip8(s2)
                         }
-                        o[i * 3] = clip8(s0)
-                        o[i * 3 + 1] = clip8(s1)
-                        o[i * 3 + 2] = clip8(s2)
                     }
                 }
             }
         }
-        var backgroundSlot: Int? = nil
-        image.pixels.withUnsafeBufferPointer { pixels in
-            for (i, r) in needed.enumerated() {
-                guard r >= y && r < y + image.height else {
-                    if backgroundSlot == nil {
-                        backgroundSlot = intermediate.count / rowBytes
-                        backgroundRow().withUnsafeBufferPointer { resampleRow($0.baseAddress!) }
-                    }
-                    slot[i] = backgroundSlot!
-                    continue
-                }
-                slot[i] = intermediate.count / rowBytes
-                let source = pixels.baseAddress! + (r - y) * image.width * 3
-                if covers {
-                    resampleRow(source)
-                } else {
-                    scratch.withUnsafeMutableBufferPointer { s in
-                        (s.baseAddress! + x * 3).update(from: source, count: image.width * 3)
-                        resampleRow(s.baseAddress!)
+        intermediate.withUnsafeMutableBufferPointer { out in
+            let base = out.baseAddress!
+            if imageRows.count < needed.count {
+                backgroundRow().withUnsafeBufferPointer { resampleRow($0.baseAddress!, into: base + backgroundSlot * rowBytes) }
+            }
+            image.pixels.withUnsafeBufferPointer { pixels in
+                for (n, r) in imageRows.enumerated() {
+                    slot[r - needed.lowerBound] = n
+                    let source = pixels.baseAddress! + (r - y) * image.width * 3
+                    if covers {
+                        resampleRow(source, into: base + n * rowBytes)
+                    } else {
+                        scratch.withUnsafeMutableBufferPointer { s in
+                            (s.baseAddress! + x * 3).update(from: source, count: image.width * 3)
+                            resampleRow(s.baseAddress!, into: base + n * rowBytes)
+                        }
                     }
                 }
             }

@@ -7,7 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 seconds="${1:-600}"
-swift build --sanitize=fuzzer --sanitize=address
+# swiftc keeps only the last -sanitize= flag it is given, and SwiftPM passes one per --sanitize:
+# the -Xswiftc flag (last) gives Swift code both coverage and ASan; C code gets both from clang.
+swift build --sanitize=fuzzer --sanitize=address -Xswiftc -sanitize=fuzzer,address
 mkdir -p corpus artifacts
 cp -n ../../Tests/VoCoImageTests/Fixtures/images/* ../../Tests/VoCoImageTests/Fixtures/broken/* corpus/ 2>/dev/null || true
 exec .build/debug/fuzz-image-decode corpus -artifact_prefix=artifacts/ \
