@@ -19,10 +19,14 @@ struct ImageBenchmark: ParsableCommand {
     @Option(help: "Calls per timed run.")
     var iterations = 20
 
+    @Option(help: "Also write the synthetic JPEG here (to time other implementations on it).")
+    var saveJPEG: String?
+
     func run() throws {
         guard width > 0, height > 0, size > 0, iterations > 0 else { throw ValidationError("sizes and iterations must be positive") }
         let photo = Self.syntheticPhoto(width: width, height: height)
         guard let jpeg = JPEGEncoder.encode(photo, quality: 90) else { throw ValidationError("could not encode the test JPEG") }
+        if let saveJPEG { try Data(jpeg).write(to: URL(fileURLWithPath: saveJPEG)) }
         var config = PreprocessorConfig()
         config.size = .shortestEdge(size)
         config.cropSize = (size, size)
