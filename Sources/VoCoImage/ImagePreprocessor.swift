@@ -33,9 +33,10 @@ public struct ImagePreprocessor: Sendable {
 
     // MARK: - Pipeline
 
-    /// Multiply-adds (per pixel and tap) one image's resampling may cost, about a second or two:
-    /// enough for a 20000x2000 panorama padded to a square, refusing only absurd aspect ratios.
-    public static let maximumResampleWork = 2_000_000_000
+    /// Multiply-adds (per pixel and tap) one image's resampling may cost, about a second: far
+    /// above any photo (a 64 MP one padded to 336 needs about 0.3e9), refusing only absurd
+    /// aspect ratios such as 1x3000000 padded to a square.
+    public var maximumResampleWork = 2_000_000_000
     /// Pixels the output, and the intermediate rows behind it, may have.
     public static let maximumPixels = ImageLimits.default.maximumPixels
 
@@ -63,8 +64,8 @@ public struct ImagePreprocessor: Sendable {
             throw ImageError.preprocessingTooLarge(source: source, detail: "a \(image.width)x\(image.height) image gives a \(outW)x\(outH) input (\(work.intermediatePixels) intermediate pixels); the limit is \(Self.maximumPixels) pixels")
         }
         let (total, overflow) = work.horizontal.addingReportingOverflow(work.vertical)
-        guard !overflow, total <= Self.maximumResampleWork else {
-            throw ImageError.preprocessingTooLarge(source: source, detail: "resampling \(canvas.width)x\(canvas.height) to \(target.width)x\(target.height) would take \(overflow ? "over \(Int.max)" : "\(total)") multiply-adds (limit \(Self.maximumResampleWork)); the aspect ratio is too extreme")
+        guard !overflow, total <= maximumResampleWork else {
+            throw ImageError.preprocessingTooLarge(source: source, detail: "resampling \(canvas.width)x\(canvas.height) to \(target.width)x\(target.height) would take \(overflow ? "over \(Int.max)" : "\(total)") multiply-adds (limit \(maximumResampleWork)); the aspect ratio is too extreme")
         }
         let window = canvas.resampled(width: target.width, height: target.height, rows: rows, columns: columns, filter: config.resample)
         if window.width == outW && window.height == outH { return window }

@@ -33,7 +33,7 @@ enum JSONValue: Decodable, Equatable, CustomStringConvertible {
         case let .number(n): return n == n.rounded() && abs(n) < 1e15 ? "\(Int(n))" : "\(n)"
         case let .string(s): return "\"\(s)\""
         case let .array(a): return "[\(a.map(\.description).joined(separator: ", "))]"
-        case let .object(o): return "{\(o.keys.sorted().map { "\"\($0)\": \(o[$0]!)" }.joined(separator: ", "))}"
+        case let .object(o): return "{\(o.sorted { $0.key < $1.key }.map { "\"\($0.key)\": \($0.value)" }.joined(separator: ", "))}"
         }
     }
 }

@@ -181,9 +181,26 @@ extension Canvas {
         let end = outH == height ? rows.upperBound : min(Int((Double(rows.upperBound - 1) + 0.5) * scale + support + 0.5), height)
         let needed = first..<max(first, end)
         let imageRows = needed.clamped(to: y..<(y + image.height)).count
-        return ResampleWork(horizontal: saturatingProduct(imageRows, columns.count, horizontal),
+        // Columns whose taps reach the image (see touchedColumns), plus the background row.
+        let scaleX = ResampleCoefficients.scale(inSize: width, outSize: outW)
+        let reach = outW == width ? Double(image.width) : (Double(image.width) + 2 * filter.support * max(scaleX, 1) + 2) / scaleX + 2
+        let touched = min(columns.count, Int(min(reach, Double(Int.max / 2))))
+        return ResampleWork(horizontal: saturatingProduct(imageRows, touched, horizontal) + saturatingProduct(columns.count, horizontal),
                             vertical: saturatingProduct(rows.count, columns.count, vertical),
                             intermediatePixels: saturatingProduct(imageRows + 1, columns.count))
+    }
+
+    /// The window columns (0-based) whose input span meets the image's columns `x ..< x + w`:
+    /// one contiguous run, since each column's taps are contiguous and move right with it.
+    func touchedColumns(_ horizontal: ResampleCoefficients?, columns: Range<Int>) -> Range<Int> {
+        let image = x..<(x + self.image.width)
+        let meets: (Int) -> Bool = { i in
+            guard let h = horizontal else { return image.contains(columns.lowerBound + i) }
+            return h.count[i] > 0 && h.start[i] < image.upperBound && h.start[i] + h.count[i] > image.lowerBound
+        }
+        guard let first = (0..<columns.count).first(where: meets) else { return 0..<0 }
+        let last = (first..<columns.count).last(where: meets) ?? first
+        return first..<(last + 1)
     }
 
     /// Pillow's `resize((outW, outH), filter)` of the canvas, evaluated only at output rows
@@ -211,16 +228,18 @@ extension Canvas {
         let covers = x == 0 && image.width == width
         var scratch = covers ? [] : backgroundRow()  // [width][3]: background, the current image row pasted in
 
-        /// One canvas row ([width][3] at `row`) resampled into intermediate row `target`.
-        func resampleRow(_ row: UnsafePointer<UInt8>, into o: UnsafeMutablePointer<UInt8>) {
+        /// Window columns `span` of one canvas row ([width][3] at `row`), resampled into the
+        /// intermediate row at `o`. (Every buffer here holds at least one pixel, so base
+        /// addresses are never nil.)
+        func resampleRow(_ row: UnsafePointer<UInt8>, into o: UnsafeMutablePointer<UInt8>, span: Range<Int>) {
             guard let h = horizontal else {
-                o.update(from: row + columns.lowerBound * 3, count: rowBytes)
+                (o + span.lowerBound * 3).update(from: row + (columns.lowerBound + span.lowerBound) * 3, count: span.count * 3)
                 return
             }
             h.weights.withUnsafeBufferPointer { weights in
                 h.start.withUnsafeBufferPointer { starts in
                     h.count.withUnsafeBufferPointer { counts in
-                        for i in 0..<cols {
+                        for i in span {
                             let k = weights.baseAddress! + i * h.kernelSize
                             var p = row + starts[i] * 3
                             var s0 = half, s1 = half, s2 = half
@@ -239,21 +258,27 @@ extension Canvas {
                 }
             }
         }
+        // Window columns whose taps reach the image; the others of an image row equal the
+        // background row's (a narrow image padded to a wide square is mostly background).
+        let touched = covers ? 0..<cols : touchedColumns(horizontal, columns: columns)
         intermediate.withUnsafeMutableBufferPointer { out in
             let base = out.baseAddress!
-            if imageRows.count < needed.count {
-                backgroundRow().withUnsafeBufferPointer { resampleRow($0.baseAddress!, into: base + backgroundSlot * rowBytes) }
+            let backgroundOut = base + backgroundSlot * rowBytes
+            if !covers || imageRows.count < needed.count {
+                backgroundRow().withUnsafeBufferPointer { resampleRow($0.baseAddress!, into: backgroundOut, span: 0..<cols) }
             }
             image.pixels.withUnsafeBufferPointer { pixels in
                 for (n, r) in imageRows.enumerated() {
                     slot[r - needed.lowerBound] = n
                     let source = pixels.baseAddress! + (r - y) * image.width * 3
+                    let target = base + n * rowBytes
                     if covers {
-                        resampleRow(source, into: base + n * rowBytes)
+                        resampleRow(source, into: target, span: touched)
                     } else {
+                        target.update(from: backgroundOut, count: rowBytes)
                         scratch.withUnsafeMutableBufferPointer { s in
                             (s.baseAddress! + x * 3).update(from: source, count: image.width * 3)
-                            resampleRow(s.baseAddress!, into: base + n * rowBytes)
+                            resampleRow(s.baseAddress!, into: target, span: touched)
                         }
                     }
                 }

@@ -82,16 +82,22 @@ import Testing
         #expect(try cropped(height: 5, width: 5, mode: .pad)[4] == [122, 122, 122, 122, 122])
     }
 
-    /// An extreme aspect ratio is refused in pad mode (minutes of work) but costs nothing in crop
-    /// mode, where only the kept window is resampled.
+    /// Extreme aspect ratios: crop mode resamples only the kept window (nothing else is
+    /// allocated); pad mode never allocates the square and skips columns of pure background, and
+    /// refuses only what would still take too long.
     @Test func extremeAspectRatios() throws {
-        let sliver = RGBImage(width: 2, height: 60_000, fill: (10, 200, 30))
         var config = PreprocessorConfig()
         config.size = .shortestEdge(336)
         config.cropSize = (336, 336)
-        #expect(throws: ImageError.self) { try ImagePreprocessor(config: config, mode: .pad).resampled(sliver, source: "sliver.png") }
+        let sliver = RGBImage(width: 2, height: 60_000, fill: (10, 200, 30))
         let cropped = try ImagePreprocessor(config: config, mode: .crop).resampled(sliver)
-        #expect(cropped == RGBImage(width: 336, height: 336, fill: (10, 200, 30)))
+        #expect(cropped.width == 336 && cropped.height == 336)
+        #expect(cropped.pixels == RGBImage(width: 336, height: 336, fill: (10, 200, 30)).pixels)
+        let padded = try ImagePreprocessor(config: config, mode: .pad).resampled(sliver)
+        let middle = (168 * 336 + 168) * 3, corner = 0
+        #expect(padded.pixels[corner..<(corner + 3)] == [122, 116, 104] && padded.pixels[middle] != 122)
+        let thread = RGBImage(width: 1, height: 3_000_000, fill: (0, 0, 0))
+        #expect(throws: ImageError.self) { try ImagePreprocessor(config: config, mode: .pad).resampled(thread, source: "thread.png") }
     }
 
     // MARK: - Configuration
