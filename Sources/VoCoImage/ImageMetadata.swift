@@ -32,7 +32,7 @@ struct ImageMetadata {
     /// ones drop it), the last XMP APP1 wins.
     static func readJPEG(_ b: UnsafeRawBufferPointer) -> ImageMetadata {
         var meta = ImageMetadata()
-        var exif: [UInt8] = []
+        var exif: [UInt8]? = nil  // appended in place: assigning to meta per segment would copy it each time
         var pos = 2  // after SOI
         while pos + 4 <= b.count, b[pos] == 0xff {
             var marker = b[pos + 1]
@@ -50,14 +50,16 @@ struct ImageMetadata {
             if marker == 0xe1 {
                 if hasPrefix(payload, exifPrefix) {
                     let body = payload.dropFirst(exifPrefix.count)
-                    exif.append(contentsOf: body.prefix(maximumExifBytes - exif.count))
-                    meta.exif = exif
+                    let room = maximumExifBytes - (exif?.count ?? 0)
+                    exif = exif ?? []
+                    exif?.append(contentsOf: body.prefix(room))
                 } else if hasPrefix(payload, xmpPrefix) {
                     meta.xmp = Array(payload.dropFirst(xmpPrefix.count).prefix(maximumXMPBytes))
                 }
             }
             pos += length
         }
+        meta.exif = exif
         return meta
     }
 

@@ -100,6 +100,20 @@ import Testing
         #expect(throws: ImageError.self) { try ImagePreprocessor(config: config, mode: .pad).resampled(thread, source: "thread.png") }
     }
 
+    /// libFuzzer's first finding (a timeout): 260 bytes of JPEG that decode to 214x16668. Padded
+    /// to a square, only the output columns that reach the image may cost full kernels.
+    @Test func tallImagePaddedCostsOnlyItsColumns() throws {
+        let path = Fixtures.directory.appendingPathComponent("fuzz/tall-214x16668.jpg").path
+        let image = try ImageFile.load(path: path).image
+        #expect(image.width == 214 && image.height == 16668)
+        let side = 16668, x = (side - 214) / 2
+        let canvas = Canvas(image, width: side, height: side, x: x, y: 0, background: (122, 116, 104))
+        let work = canvas.work(width: 336, height: 336, rows: 0..<336, columns: 0..<336, filter: .bicubic)
+        #expect(work.horizontal < 100_000_000, "\(work.horizontal) multiply-adds in the horizontal pass")
+        let input = try ImagePreprocessor(config: try Fixtures.config("clip336"), mode: .pad).resampled(image, source: path)
+        #expect(input.width == 336 && input.pixels[0..<3] == [122, 116, 104])
+    }
+
     // MARK: - Configuration
 
     @Test func readsModelDirectories() throws {
