@@ -37,7 +37,7 @@ public struct ImagePreprocessor: Sendable {
     /// above any photo (a 64 MP one padded to 336 needs about 0.3e9), refusing only absurd
     /// aspect ratios such as 1x3000000 padded to a square.
     public var maximumResampleWork = 2_000_000_000
-    /// Pixels the output, and the intermediate rows behind it, may have.
+    /// Pixels the output and the intermediate rows may have, and weights the filter tables.
     public static let maximumPixels = ImageLimits.default.maximumPixels
 
     /// The 8-bit image the processor rescales: after padding, resizing and cropping. Computed as
@@ -60,12 +60,13 @@ public struct ImagePreprocessor: Sendable {
             (outH, outW) = config.cropSize
         }
         let work = canvas.work(width: target.width, height: target.height, rows: rows, columns: columns, filter: config.resample)
-        guard saturatingProduct(outH, outW) <= Self.maximumPixels, work.intermediatePixels <= Self.maximumPixels else {
-            throw ImageError.preprocessingTooLarge(source: source, detail: "a \(image.width)x\(image.height) image gives a \(outW)x\(outH) input (\(work.intermediatePixels) intermediate pixels); the limit is \(Self.maximumPixels) pixels")
+        guard saturatingProduct(outH, outW) <= Self.maximumPixels, work.intermediatePixels <= Self.maximumPixels,
+              work.coefficients <= Self.maximumPixels else {
+            throw ImageError.preprocessingTooLarge(source: source, detail: "a \(image.width)x\(image.height) image gives a \(outW)x\(outH) input (\(work.intermediatePixels) intermediate pixels, \(work.coefficients) filter weights); the limit is \(Self.maximumPixels) of each")
         }
-        let (total, overflow) = work.horizontal.addingReportingOverflow(work.vertical)
-        guard !overflow, total <= maximumResampleWork else {
-            throw ImageError.preprocessingTooLarge(source: source, detail: "resampling \(canvas.width)x\(canvas.height) to \(target.width)x\(target.height) would take \(overflow ? "over \(Int.max)" : "\(total)") multiply-adds (limit \(maximumResampleWork)); the aspect ratio is too extreme")
+        let total = saturatingSum(work.horizontal, work.vertical)
+        guard total <= maximumResampleWork else {
+            throw ImageError.preprocessingTooLarge(source: source, detail: "resampling \(canvas.width)x\(canvas.height) to \(target.width)x\(target.height) would take \(total == Int.max ? "too many" : "\(total)") multiply-adds (limit \(maximumResampleWork)); the aspect ratio is too extreme")
         }
         let window = canvas.resampled(width: target.width, height: target.height, rows: rows, columns: columns, filter: config.resample)
         if window.width == outW && window.height == outH { return window }

@@ -59,7 +59,6 @@ private let precisionBits: Int32 = 32 - 8 - 2
 /// compute them (antialiasing: the filter widens by the scale when shrinking).
 struct ResampleCoefficients {
     let kernelSize: Int
-    let outputs: Range<Int>
     /// [outputs.count] first input index
     let start: [Int]
     /// [outputs.count] inputs read (`xmax` in Pillow, at most kernelSize)
@@ -104,7 +103,6 @@ struct ResampleCoefficients {
             count[i] = xmax
         }
         self.kernelSize = kernelSize
-        self.outputs = outputs
         self.start = start
         self.count = count
         self.weights = weights
@@ -117,6 +115,11 @@ func saturatingProduct(_ factors: Int...) -> Int {
         let (r, overflow) = p.multipliedReportingOverflow(by: f)
         return overflow ? Int.max : r
     }
+}
+
+func saturatingSum(_ a: Int, _ b: Int) -> Int {
+    let (r, overflow) = a.addingReportingOverflow(b)
+    return overflow ? Int.max : r
 }
 
 @inline(__always)
@@ -167,6 +170,8 @@ struct ResampleWork {
     var vertical = 0
     /// Pixels of the intermediate (horizontally resampled) rows kept for the vertical pass.
     var intermediatePixels = 0
+    /// Fixed-point weights of both passes' coefficient tables.
+    var coefficients = 0
 }
 
 extension Canvas {
@@ -185,9 +190,10 @@ extension Canvas {
         let scaleX = ResampleCoefficients.scale(inSize: width, outSize: outW)
         let reach = outW == width ? Double(image.width) : (Double(image.width) + 2 * filter.support * max(scaleX, 1) + 2) / scaleX + 2
         let touched = min(columns.count, Int(min(reach, Double(Int.max / 2))))
-        return ResampleWork(horizontal: saturatingProduct(imageRows, touched, horizontal) + saturatingProduct(columns.count, horizontal),
+        return ResampleWork(horizontal: saturatingSum(saturatingProduct(imageRows, touched, horizontal), saturatingProduct(columns.count, horizontal)),
                             vertical: saturatingProduct(rows.count, columns.count, vertical),
-                            intermediatePixels: saturatingProduct(imageRows + 1, columns.count))
+                            intermediatePixels: saturatingProduct(imageRows + 1, columns.count),
+                            coefficients: saturatingSum(saturatingProduct(columns.count, horizontal), saturatingProduct(rows.count, vertical)))
     }
 
     /// The window columns (0-based) whose input span meets the image's columns `x ..< x + w`:
