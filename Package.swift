@@ -20,6 +20,7 @@ let package = Package(
     platforms: [.macOS(.v13)],
     products: [
         .executable(name: "voco", targets: ["voco"]),
+        .library(name: "VoCoImage", targets: ["VoCoImage"]),  // also for Tools/fuzz
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -43,6 +44,16 @@ let package = Package(
             swiftSettings: optimize
         ),
         .target(name: "VoCoTokenizer", swiftSettings: optimize),
+        .target(
+            name: "CImageShims",
+            dependencies: ["CJPEG", "CPNG"],
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
+        .target(
+            name: "VoCoImage",
+            dependencies: ["CImageShims", .product(name: "Crypto", package: "swift-crypto")],
+            swiftSettings: optimize
+        ),
 
         // MARK: - Executables
         .target(
@@ -52,6 +63,7 @@ let package = Package(
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoTokenizer",
+                "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -64,6 +76,7 @@ let package = Package(
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoTokenizer",
+                "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize
@@ -80,6 +93,7 @@ let package = Package(
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

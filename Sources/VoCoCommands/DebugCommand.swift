@@ -14,6 +14,7 @@ struct DebugCommand: ParsableCommand {
             StoreFillCommand.self,
             EncodeCommand.self,
             DecodeCommand.self,
+            PreprocessImageCommand.self,
         ]
     )
 }
