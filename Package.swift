@@ -9,6 +9,7 @@
 //   VoCoTokenizer       Hugging Face tokenizer.json (LLaMA-style BPE)
 //   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
 //   VoCoStore           VoCo KV records, codecs, LMDB environment
+//   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet
 //   VoCoCommands        the `voco` subcommand tree (a library so tests run the real commands)
 //   voco, voco-bench    thin executables
 import PackageDescription
@@ -55,11 +56,15 @@ let package = Package(
             swiftSettings: optimize
         ),
 
+        // The model side and the storage side meet here: images -> caches -> answers.
+        .target(name: "VoCoPipeline", dependencies: ["VoCoModel", "VoCoTokenizer", "VoCoImage", "VoCoStore"]),
+
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoPipeline",
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoTokenizer",

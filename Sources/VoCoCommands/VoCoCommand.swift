@@ -6,6 +6,8 @@ public struct VoCoCommand: ParsableCommand {
         commandName: "voco",
         abstract: "Compress images once into VoCo KV caches and answer questions from them.",
         subcommands: [
+            AskCommand.self,
+            EvaluateCommand.self,
             InspectCommand.self,
             DebugCommand.self,
         ]

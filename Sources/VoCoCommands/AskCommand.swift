@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import VoCoModel
+import VoCoPipeline
+
+/// `voco ask --image a.png --image b.jpg "Which image has a red circle?"`: compresses the images
+/// and answers the question from their VoCo caches.
+struct AskCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ask",
+        abstract: "Answer a question about images (numbered image 1, image 2, ... in the order given)."
+    )
+
+    @Option(help: "Model directory (default: $VOCO_MODEL, else the bundled Models/voco-shapes).")
+    var model: String?
+
+    @Option(name: .customLong("image"), help: "An image file (JPEG or PNG); repeat for several.")
+    var images: [String] = []
+
+    @Option(help: "Answer tokens at most.")
+    var maxTokens = 32
+
+    @Option(help: "Sampling temperature (0 = greedy).")
+    var temperature: Float = 0
+
+    @Option(help: "Nucleus sampling mass (with --temperature > 0).")
+    var topP: Float = 1
+
+    @Option(help: "Seed for sampling.")
+    var seed: UInt64 = 0
+
+    @Flag(help: "Print a JSON object (answer, images with digests, tokens) instead of the answer text.")
+    var json = false
+
+    @Argument(help: "The question.")
+    var question: String
+
+    func run() throws {
+        let directory = model ?? DefaultModel.path()
+        let answering = try AnsweringModel(directory: directory)
+        let compressed = images.isEmpty ? [] : try answering.compress(imagePaths: images)
+        let options = GenerationOptions(maxNewTokens: maxTokens, temperature: temperature, topP: topP, seed: seed)
+        if json {
+            let answer = try answering.answer(question, caches: compressed.map(\.cache), options: options)
+            let object: [String: Any] = [
+                "question": question,
+                "answer": answer.text,
+                "tokens": answer.tokens,
+                "model": directory,
+                "images": compressed.enumerated().map { i, image in
+                    ["number": i + 1, "path": image.source, "sha256": image.digest.map { String(format: "%02x", $0) }.joined(),
+                     "width": image.width, "height": image.height, "format": image.format.rawValue, "cacheRows": image.cache.rows] as [String: Any]
+                },
+            ]
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            print(String(decoding: data, as: UTF8.self))
+        } else {
+            var printed = ""
+            _ = try answering.answer(question, caches: compressed.map(\.cache), options: options) { chunk in
+                // Streamed as it is generated; leading whitespace of the answer is not printed.
+                let text = printed.isEmpty ? String(chunk.drop { $0.isWhitespace }) : chunk
+                printed += text
+                FileHandle.standardOutput.write(Data(text.utf8))
+            }
+            print("")
+        }
+    }
+}
