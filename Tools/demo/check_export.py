@@ -18,9 +18,12 @@ the tensors of these checks (the names of the Swift debug commands) as safetenso
     python Tools/demo/check_export.py out/models/voco-k1 --images out/data/test
 """
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: spinning OpenMP threads starve each other
+
 import argparse
 import json
-import os
 import sys
 
 import torch

@@ -144,6 +144,18 @@ class CLIPEmbeddings(nn.Module):
         return torch.cat([cls, patches], dim=1) + self.position_embedding.weight  # [N,1+P,vHidden]
 
 
+def sincos_positions(c: VisionConfig, scale=0.5):
+    """[1+P,vHidden] 2-D sine-cosine position table (MAE-style), the class token's row zero. Used
+    to initialise the learned positions: with CLIP's default (normal, std 0.02) a tiny ViT trained
+    from scratch hardly tells patches apart and learns many times slower."""
+    side, dim = c.image_size // c.patch_size, c.hidden_size
+    y, x = torch.meshgrid(torch.arange(side, dtype=torch.float32), torch.arange(side, dtype=torch.float32),
+                          indexing="ij")
+    omega = 1.0 / (100.0 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4)))
+    parts = [f(coord.flatten()[:, None] * omega[None]) for coord in (y, x) for f in (torch.sin, torch.cos)]
+    return torch.cat([torch.zeros(1, dim), torch.cat(parts, dim=1)], dim=0) * scale
+
+
 class CLIPEncoder(nn.Module):
     def __init__(self, c: VisionConfig):
         super().__init__()
@@ -250,12 +262,11 @@ class LlamaDecoderLayer(nn.Module):
         q = apply_rope(q, cos.to(q.dtype), sin.to(q.dtype))
         cos, sin = rope_cos_sin(key_positions, a.head_dim, self.theta)
         kk = apply_rope(kk, cos.to(kk.dtype), sin.to(kk.dtype))
-        groups = a.heads // a.kv_heads  # query head i uses KV head i // groups
-        kk, vv = kk.repeat_interleave(groups, dim=1), vv.repeat_interleave(groups, dim=1)
+        # grouped-query attention: query head i uses KV head i // (heads / kvHeads)
         if mask is None:
-            o = F.scaled_dot_product_attention(q, kk, vv, is_causal=True)
+            o = F.scaled_dot_product_attention(q, kk, vv, is_causal=True, enable_gqa=True)
         else:
-            o = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask.to(q.dtype))
+            o = F.scaled_dot_product_attention(q, kk, vv, attn_mask=mask.to(q.dtype), enable_gqa=True)
         h = h + a.o_proj(o.transpose(1, 2).reshape(b, t, -1))
         h = h + self.mlp(self.post_attention_layernorm(h))
         return h, k, v
@@ -277,6 +288,8 @@ class TinyLlava(nn.Module):
         self.norm = RMSNorm(t.hidden_size, t.rms_norm_eps)
         self.lm_head = nn.Linear(t.hidden_size, t.vocab_size, bias=False)
         self.apply(self._init)
+        with torch.no_grad():
+            self.vision_model.embeddings.position_embedding.weight.copy_(sincos_positions(v))
         for layer in self.layers:  # residual branches start small (GPT-2 style)
             for lin in (layer.self_attn.o_proj, layer.mlp.down_proj):
                 nn.init.normal_(lin.weight, std=0.02 / math.sqrt(2 * len(self.layers)))
@@ -299,10 +312,11 @@ class TinyLlava(nn.Module):
 
     # MARK: compression pass
 
-    def compress(self, pixels):
-        """Per-image caches: K (before RoPE), V [N,layers,P',kvHeads*headDim]."""
+    def compress(self, pixels, features=None):
+        """Per-image caches: K (before RoPE), V [N,layers,P',kvHeads*headDim]. `features` (the vision
+        features of the pixels, [N,P,vHidden]) skips the tower when they are known already."""
         c = self.config
-        _, projected = self.image_features(pixels)  # [N,P,hidden]
+        projected = self.mm_projector(features) if features is not None else self.image_features(pixels)[1]
         n = projected.shape[0]
         bos = self.embed_tokens.weight[c.bos_id].expand(n, 1, -1)
         if c.mode == "voco":
@@ -367,10 +381,10 @@ class TinyLlava(nn.Module):
                 h, _, _ = layer(h, positions, ks[i], vs[i], cache_positions, mask)
         return self.lm_head(self.norm(h))
 
-    def forward(self, pixels, image_index, text_ids):
+    def forward(self, pixels, image_index, text_ids, features=None):
         """Both passes for a batch: the images of all questions compressed, each on its own."""
         if self.config.mode == "text-only":
             return self.query(text_ids, torch.zeros(text_ids.shape[0], dtype=torch.long))
-        cache_k, cache_v = self.compress(pixels)
+        cache_k, cache_v = self.compress(pixels, features)
         placed = self.place(cache_k, cache_v, image_index)
         return self.query(text_ids, placed[4], placed)

@@ -39,8 +39,10 @@ class TextCodec:
 
 
 def image_index(image_lists):
-    """Per-question image lists (indices into one batch of pixels) -> [B,MAX_IMAGES], -1 = none."""
-    index = torch.full((len(image_lists), MAX_IMAGES), -1, dtype=torch.long)
+    """Per-question image lists (indices into one batch of pixels) -> [B,most images], -1 = none."""
+    width = max(1, max(len(images) for images in image_lists))
+    assert width <= MAX_IMAGES, f"a question over {width} images (at most {MAX_IMAGES})"
+    index = torch.full((len(image_lists), width), -1, dtype=torch.long)
     for b, images in enumerate(image_lists):
         index[b, : len(images)] = torch.tensor(images, dtype=torch.long)
     return index
@@ -110,12 +112,12 @@ def greedy_answers(model, codec, pixels, image_lists, questions, max_new_tokens=
 
 def answer_questions(model, codec, pixels_for, questions, batch_size=128):
     """questions: dicts with "images" (keys for pixels_for) and "question". pixels_for(keys) ->
-    [N,3,S,S] float32. Returns per question (answer text, ids, margin)."""
+    [N,3,S,S] float32 (None for a text-only model). Returns per question (answer text, ids, margin)."""
     results = []
     for start in range(0, len(questions), batch_size):
         chunk = questions[start : start + batch_size]
         unique, local = gather_images([q["images"] for q in chunk])
-        pixels = pixels_for(unique) if unique else None
+        pixels = pixels_for(unique) if pixels_for and unique else None  # text-only: no pixels
         for ids, margin in greedy_answers(model, codec, pixels, local, [q["question"] for q in chunk]):
             results.append((codec.decode(ids), ids, margin))
     return results
