@@ -411,7 +411,14 @@ def m_more_objects(scenes, rng):
     return f"Which image has more objects, image {a + 1} or image {b + 1}?", f"image {winner + 1}"
 
 
-# template name -> (question type, function, images per question)
+def describe(objs):
+    """A caption listing every object in reading order: training-only dense supervision (LLaVA's
+    first stage aligns on captions); never in the evaluation splits, whose answers stay short."""
+    ordered = sorted(objs, key=lambda o: (o.row, o.col))
+    return "Describe the image.", " and ".join(f"{o.size} {o.color} {o.shape} at the {o.position}" for o in ordered)
+
+
+# template name -> (question type, function)
 SINGLE = {
     "color": ("color", q_color),
     "shape": ("shape", q_shape),
@@ -498,6 +505,9 @@ def corpus_lines(count, seed=0):
         if drawn:
             question, answer, _ = drawn[1]
             lines.append(PROMPT_TEMPLATE.format(question=question) + " " + answer)
+    for objs in pool[:200]:
+        question, answer = describe(objs)
+        lines.append(PROMPT_TEMPLATE.format(question=question) + " " + answer)
     return lines + all_answers()
 
 

@@ -11,9 +11,12 @@ single-image questions and then mixes in questions over 2 to 4 images.
     python Tools/demo/train.py --mode text-only --out out/runs/text-only
 """
 
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: spinning OpenMP threads starve each other
+
 import argparse
 import math
-import os
 import sys
 import time
 
@@ -39,22 +42,29 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer", default="out/tokenizer")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=4000)
-    p.add_argument("--batch", type=int, default=64, help="questions per step")
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--images", type=int, default=64, help="training images compressed per step")
+    p.add_argument("--questions", type=int, default=256, help="questions per step over those images")
+    p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--single-only", type=float, default=0.2, help="fraction of steps with single-image questions only")
     p.add_argument("--multi", type=float, default=0.4, help="share of multi-image questions after that")
+    p.add_argument("--describe", type=float, default=0.0,
+                   help="captions ('Describe the image.') per training image per step, on top of the questions")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-questions", type=int, default=250, help="validation questions at each evaluation")
-    p.add_argument("--image-size", type=int, default=64)
-    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--patch", type=int, default=12)
     p.add_argument("--vision-width", type=int, default=128)
     p.add_argument("--vision-layers", type=int, default=4)
     p.add_argument("--width", type=int, default=128)
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--heads", type=int, default=4)
     p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--vision", help="tower.pt from pretrain_vision.py: the pretrained vision tower, kept frozen "
+                                    "(as LLaVA keeps CLIP frozen); its features are computed once for all images")
+    p.add_argument("--init", help="checkpoint.pt of an earlier run (e.g. the full model) to start from: every "
+                                  "variant has the same parameters, only what the caches hold differs")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--threads", type=int, default=2)
     return p.parse_args(argv)
@@ -90,24 +100,39 @@ def model_config(args, codec):
 
 
 class QuestionStream:
-    """Questions drawn on the fly over the training images, deterministic by (seed, step)."""
+    """Questions drawn on the fly, deterministic by (seed, step): each step picks a set of training
+    images and asks several questions about them (single-image questions about one of them,
+    multi-image questions about 2 to 4 of them), so every compressed image feeds several answers."""
 
-    def __init__(self, objects, seed, steps, single_only, multi):
+    def __init__(self, objects, seed, steps, single_only, multi, describe):
         self.objects, self.seed = objects, seed
-        self.single_steps, self.multi = int(steps * single_only), multi
+        self.single_steps, self.multi, self.describe = int(steps * single_only), multi, describe
 
-    def batch(self, step, size):
+    def batch(self, step, images, questions):
         rng = np.random.default_rng([self.seed, step])
+        chosen = [int(i) for i in rng.choice(len(self.objects), size=images, replace=False)]
+        pool = [self.objects[i] for i in chosen]
         p_multi = 0.0 if step < self.single_steps else self.multi
-        items = []
-        while len(items) < size:
-            pool = shapes.MULTI if rng.random() < p_multi else shapes.SINGLE
-            template = list(pool)[rng.integers(len(pool))]
-            drawn = shapes.draw_question(template, self.objects, rng)
+        captions = int(round(self.describe * images))  # of the first images (the choice is random)
+        items = [([chosen[i]], *shapes.describe(pool[i])) for i in range(captions)]
+        while len(items) < captions + questions:
+            templates = shapes.MULTI if rng.random() < p_multi else shapes.SINGLE
+            template = list(templates)[rng.integers(len(templates))]
+            drawn = shapes.draw_question(template, pool, rng)
             if drawn:
                 picks, (question, answer, _) = drawn
-                items.append((picks, question, answer))
+                items.append(([chosen[i] for i in picks], question, answer))
         return items
+
+
+@torch.no_grad()
+def tower_features(model, cache_u8, table, chunk=256):
+    """[N,P,vHidden] float16: the frozen tower's selected features of every cached image."""
+    out = []
+    for start in range(0, len(cache_u8), chunk):
+        pixels = torch.from_numpy(pix.to_float(cache_u8[start : start + chunk], table))
+        out.append(model.image_features(pixels)[0].half())
+    return torch.cat(out)
 
 
 def lr_at(step, args):
@@ -118,8 +143,9 @@ def lr_at(step, args):
 
 
 def make_optimizer(model, args):
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    rest = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2 and "embed" not in n]
+    rest = [p for n, p in trainable if not (p.dim() >= 2 and "embed" not in n)]
     return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
                               {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
 
@@ -158,6 +184,18 @@ def main(argv=None):
     codec = qa.TextCodec(os.path.join(args.tokenizer, "tokenizer.json"))
     config = model_config(args, codec)
     model = TinyLlava(config)
+    if args.vision:
+        tower = torch.load(args.vision, map_location="cpu")
+        if tower["config"] != config.vision.__dict__:
+            raise ValueError(f"{args.vision}: vision config {tower['config']} differs from {config.vision.__dict__}")
+        model.vision_model.load_state_dict(tower["state_dict"])
+        model.vision_model.requires_grad_(False)
+        log(f"vision tower from {args.vision} (pretrained in {tower['seconds']:.0f}s), frozen")
+    if args.init:
+        state = torch.load(args.init, map_location="cpu")
+        model.load_state_dict(state["state_dict"])
+        log(f"initialised from {args.init} ({state['config']['mode']}, {state['steps']} steps, "
+            f"{state['train_seconds']:.0f}s)")
     log(f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, mode {config.mode}, "
         f"k {config.num_voco}, cache rows per image {config.kept_rows}")
 
@@ -169,25 +207,40 @@ def main(argv=None):
     val_files, _ = shapes.load_split(val_dir)
     val_questions = shapes.load_questions(val_dir)
     quick_val = val_questions[: args.eval_questions]
-    stream = QuestionStream(train_objects, args.seed, args.steps, args.single_only, args.multi)
+    train_features = None
+    if args.vision and config.mode != "text-only":
+        t = time.time()
+        train_features = tower_features(model, train_cache, table)
+        log(f"vision features of {len(train_features)} training images in {time.time() - t:.0f}s")
+    stream = QuestionStream(train_objects, args.seed, args.steps, args.single_only, args.multi, args.describe)
     optimizer = make_optimizer(model, args)
+
+    def save(steps, seconds):
+        """checkpoint.pt, written at every evaluation too, so a stopped run keeps its latest state."""
+        torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "prompt_template": codec.template,
+                    "tokenizer": args.tokenizer, "steps": steps, "train_seconds": seconds, "init": args.init},
+                   os.path.join(args.out, "checkpoint.pt.tmp"))
+        os.replace(os.path.join(args.out, "checkpoint.pt.tmp"), os.path.join(args.out, "checkpoint.pt"))
 
     start, seen_loss, seen = time.time(), 0.0, 0
     for step in range(args.steps):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
-        items = stream.batch(step, args.batch)
+        items = stream.batch(step, args.images, args.questions)
         unique, local = qa.gather_images([picks for picks, _, _ in items])
         image_index, ids, targets = qa.training_batch(codec, [(l, q, a) for l, (_, q, a) in zip(local, items)])
-        pixels = torch.from_numpy(pix.to_float(train_cache[unique], table))
+        if train_features is not None:
+            pixels, features = None, train_features[unique].float()
+        else:
+            pixels, features = torch.from_numpy(pix.to_float(train_cache[unique], table)), None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(pixels, image_index, ids)
+            logits = model(pixels, image_index, ids, features)
         loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
-        seen_loss, seen = seen_loss + float(loss), seen + 1
+        seen_loss, seen = seen_loss + loss.item(), seen + 1
         if (step + 1) % 50 == 0:
             log(f"step {step + 1} loss {seen_loss / seen:.4f} lr {lr_at(step, args):.2e} "
                 f"images {len(unique)} elapsed {time.time() - start:.0f}s")
@@ -196,11 +249,10 @@ def main(argv=None):
             t = time.time()
             acc = validate(model, codec, val_cache, table, val_files, quick_val)
             log(f"val@{step + 1} ({len(quick_val)} q, {time.time() - t:.0f}s) {qa.format_accuracy(acc)}")
+            save(step + 1, time.time() - start)
 
     train_time = time.time() - start
-    torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "prompt_template": codec.template,
-                "tokenizer": args.tokenizer, "steps": args.steps, "train_seconds": train_time},
-               os.path.join(args.out, "checkpoint.pt"))
+    save(args.steps, train_time)
     log(f"trained {args.steps} steps in {train_time:.0f}s ({train_time / 60:.1f} min)")
     acc = validate(model, codec, val_cache, table, val_files, val_questions)
     log(f"val final ({len(val_questions)} q) {qa.format_accuracy(acc)}")
