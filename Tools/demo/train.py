@@ -1,0 +1,262 @@
+"""Trains a tiny LLaVA on the shapes world with the VoCo two-pass recipe (or a comparison variant).
+
+Every step draws fresh questions over the training images (seeded by step), compresses each
+image on its own (model.compress), places the caches in the `sequential` layout and computes
+the loss on the answer tokens of the query pass (model.query). A curriculum starts with
+single-image questions and then mixes in questions over 2 to 4 images.
+
+    python Tools/demo/train.py --mode voco --k 1 --out out/runs/voco-k1
+    python Tools/demo/train.py --mode full --out out/runs/full
+    python Tools/demo/train.py --mode avgpool --out out/runs/avgpool
+    python Tools/demo/train.py --mode text-only --out out/runs/text-only
+"""
+
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # shared cores: spinning OpenMP threads starve each other
+
+import argparse
+import math
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import make_tokenizer
+import pixels as pix
+import qa
+import shapes
+from model import MODES, ModelConfig, TextConfig, TinyLlava, VisionConfig
+
+# MARK: - Set-up
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mode", choices=MODES, required=True)
+    p.add_argument("--k", type=int, default=1, help="VoCo tokens per image (mode voco)")
+    p.add_argument("--out", required=True, help="run folder: checkpoint.pt, train.log")
+    p.add_argument("--data", default="out/data")
+    p.add_argument("--tokenizer", default="out/tokenizer")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--images", type=int, default=64, help="training images compressed per step")
+    p.add_argument("--questions", type=int, default=256, help="questions per step over those images")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--single-only", type=float, default=0.2, help="fraction of steps with single-image questions only")
+    p.add_argument("--multi", type=float, default=0.4, help="share of multi-image questions after that")
+    p.add_argument("--describe", type=float, default=0.0,
+                   help="captions ('Describe the image.') per training image per step, on top of the questions")
+    p.add_argument("--eval-every", type=int, default=500)
+    p.add_argument("--eval-questions", type=int, default=250, help="validation questions at each evaluation")
+    p.add_argument("--image-size", type=int, default=96)
+    p.add_argument("--patch", type=int, default=12)
+    p.add_argument("--vision-width", type=int, default=128)
+    p.add_argument("--vision-layers", type=int, default=4)
+    p.add_argument("--width", type=int, default=128)
+    p.add_argument("--layers", type=int, default=4)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--kv-heads", type=int, default=2)
+    p.add_argument("--vision", help="tower.pt from pretrain_vision.py: the pretrained vision tower, kept frozen "
+                                    "(as LLaVA keeps CLIP frozen); its features are computed once for all images")
+    p.add_argument("--init", help="checkpoint.pt of an earlier run (e.g. the full model) to start from: every "
+                                  "variant has the same parameters, only what the caches hold differs")
+    p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
+    p.add_argument("--threads", type=int, default=2)
+    return p.parse_args(argv)
+
+
+def ensure_data(data_dir, tokenizer_dir, image_size, log):
+    for split in ("train", "val"):
+        split_dir = os.path.join(data_dir, split)
+        if not os.path.exists(os.path.join(split_dir, "images.jsonl")):
+            t = time.time()
+            shapes.write_split(split, split_dir)
+            log(f"wrote split {split} to {split_dir} in {time.time() - t:.0f}s")
+        t = time.time()
+        pix.build_cache(split_dir, image_size)
+        log(f"pixel cache {split}: {time.time() - t:.1f}s")
+    if not os.path.exists(os.path.join(tokenizer_dir, "tokenizer.json")):
+        make_tokenizer.write(make_tokenizer.build(shapes.corpus_lines(20000)), tokenizer_dir)
+        log(f"trained tokenizer -> {tokenizer_dir}")
+
+
+def model_config(args, codec):
+    vision = VisionConfig(hidden_size=args.vision_width, intermediate_size=4 * args.vision_width,
+                          num_hidden_layers=args.vision_layers, num_attention_heads=max(1, args.vision_width // 32),
+                          image_size=args.image_size, patch_size=args.patch)
+    text = TextConfig(hidden_size=args.width, intermediate_size=3 * args.width, num_hidden_layers=args.layers,
+                      num_attention_heads=args.heads, num_key_value_heads=args.kv_heads,
+                      vocab_size=codec.tok.get_vocab_size())
+    return ModelConfig(vision=vision, text=text, mode=args.mode, num_voco=args.k,
+                       bos_id=codec.bos_id, eos_id=codec.eos_id, voco_id=codec.voco_id)
+
+
+# MARK: - Data
+
+
+class QuestionStream:
+    """Questions drawn on the fly, deterministic by (seed, step): each step picks a set of training
+    images and asks several questions about them (single-image questions about one of them,
+    multi-image questions about 2 to 4 of them), so every compressed image feeds several answers."""
+
+    def __init__(self, objects, seed, steps, single_only, multi, describe):
+        self.objects, self.seed = objects, seed
+        self.single_steps, self.multi, self.describe = int(steps * single_only), multi, describe
+
+    def batch(self, step, images, questions):
+        rng = np.random.default_rng([self.seed, step])
+        chosen = [int(i) for i in rng.choice(len(self.objects), size=images, replace=False)]
+        pool = [self.objects[i] for i in chosen]
+        p_multi = 0.0 if step < self.single_steps else self.multi
+        captions = int(round(self.describe * images))  # of the first images (the choice is random)
+        items = [([chosen[i]], *shapes.describe(pool[i])) for i in range(captions)]
+        while len(items) < captions + questions:
+            templates = shapes.MULTI if rng.random() < p_multi else shapes.SINGLE
+            template = list(templates)[rng.integers(len(templates))]
+            drawn = shapes.draw_question(template, pool, rng)
+            if drawn:
+                picks, (question, answer, _) = drawn
+                items.append(([chosen[i] for i in picks], question, answer))
+        return items
+
+
+@torch.no_grad()
+def tower_features(model, cache_u8, table, chunk=256):
+    """[N,P,vHidden] float16: the frozen tower's selected features of every cached image."""
+    out = []
+    for start in range(0, len(cache_u8), chunk):
+        pixels = torch.from_numpy(pix.to_float(cache_u8[start : start + chunk], table))
+        out.append(model.image_features(pixels)[0].half())
+    return torch.cat(out)
+
+
+def lr_at(step, args):
+    if step < args.warmup:
+        return args.lr * (step + 1) / args.warmup
+    progress = (step - args.warmup) / max(1, args.steps - args.warmup)
+    return args.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def make_optimizer(model, args):
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    decay = [p for n, p in trainable if p.dim() >= 2 and "embed" not in n]
+    rest = [p for n, p in trainable if not (p.dim() >= 2 and "embed" not in n)]
+    return torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
+                              {"params": rest, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.98))
+
+
+# MARK: - Validation
+
+
+def validate(model, codec, val_cache, table, val_files, val_questions):
+    index = {name: i for i, name in enumerate(val_files)}
+    questions = [dict(q, images=[index[f] for f in q["images"]]) for q in val_questions]
+    model.eval()
+    results = qa.answer_questions(model, codec, lambda keys: torch.from_numpy(pix.to_float(val_cache[keys], table)),
+                                  questions)
+    model.train()
+    return qa.accuracy_by_type(val_questions, [r[0] for r in results], shapes.QUESTION_TYPES)
+
+
+# MARK: - Training
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    log_file = open(os.path.join(args.out, "train.log"), "a")
+
+    def log(msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    log("args " + " ".join(sys.argv[1:] if argv is None else argv))
+    ensure_data(args.data, args.tokenizer, args.image_size, log)
+    codec = qa.TextCodec(os.path.join(args.tokenizer, "tokenizer.json"))
+    config = model_config(args, codec)
+    model = TinyLlava(config)
+    if args.vision:
+        tower = torch.load(args.vision, map_location="cpu")
+        if tower["config"] != config.vision.__dict__:
+            raise ValueError(f"{args.vision}: vision config {tower['config']} differs from {config.vision.__dict__}")
+        model.vision_model.load_state_dict(tower["state_dict"])
+        model.vision_model.requires_grad_(False)
+        log(f"vision tower from {args.vision} (pretrained in {tower['seconds']:.0f}s), frozen")
+    if args.init:
+        state = torch.load(args.init, map_location="cpu")
+        model.load_state_dict(state["state_dict"])
+        log(f"initialised from {args.init} ({state['config']['mode']}, {state['steps']} steps, "
+            f"{state['train_seconds']:.0f}s)")
+    log(f"model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, mode {config.mode}, "
+        f"k {config.num_voco}, cache rows per image {config.kept_rows}")
+
+    train_dir, val_dir = os.path.join(args.data, "train"), os.path.join(args.data, "val")
+    train_cache = np.load(pix.cache_path(train_dir, args.image_size))
+    val_cache = np.load(pix.cache_path(val_dir, args.image_size))
+    table = pix.lookup_table(pix.make_processor(args.image_size))
+    _, train_objects = shapes.load_split(train_dir)
+    val_files, _ = shapes.load_split(val_dir)
+    val_questions = shapes.load_questions(val_dir)
+    quick_val = val_questions[: args.eval_questions]
+    train_features = None
+    if args.vision and config.mode != "text-only":
+        t = time.time()
+        train_features = tower_features(model, train_cache, table)
+        log(f"vision features of {len(train_features)} training images in {time.time() - t:.0f}s")
+    stream = QuestionStream(train_objects, args.seed, args.steps, args.single_only, args.multi, args.describe)
+    optimizer = make_optimizer(model, args)
+
+    def save(steps, seconds):
+        """checkpoint.pt, written at every evaluation too, so a stopped run keeps its latest state."""
+        torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "prompt_template": codec.template,
+                    "tokenizer": args.tokenizer, "steps": steps, "train_seconds": seconds, "init": args.init},
+                   os.path.join(args.out, "checkpoint.pt.tmp"))
+        os.replace(os.path.join(args.out, "checkpoint.pt.tmp"), os.path.join(args.out, "checkpoint.pt"))
+
+    start, seen_loss, seen = time.time(), 0.0, 0
+    for step in range(args.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, args)
+        items = stream.batch(step, args.images, args.questions)
+        unique, local = qa.gather_images([picks for picks, _, _ in items])
+        image_index, ids, targets = qa.training_batch(codec, [(l, q, a) for l, (_, q, a) in zip(local, items)])
+        if train_features is not None:
+            pixels, features = None, train_features[unique].float()
+        else:
+            pixels, features = torch.from_numpy(pix.to_float(train_cache[unique], table)), None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            logits = model(pixels, image_index, ids, features)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        seen_loss, seen = seen_loss + loss.item(), seen + 1
+        if (step + 1) % 50 == 0:
+            log(f"step {step + 1} loss {seen_loss / seen:.4f} lr {lr_at(step, args):.2e} "
+                f"images {len(unique)} elapsed {time.time() - start:.0f}s")
+            seen_loss, seen = 0.0, 0
+        if (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+            t = time.time()
+            acc = validate(model, codec, val_cache, table, val_files, quick_val)
+            log(f"val@{step + 1} ({len(quick_val)} q, {time.time() - t:.0f}s) {qa.format_accuracy(acc)}")
+            save(step + 1, time.time() - start)
+
+    train_time = time.time() - start
+    save(args.steps, train_time)
+    log(f"trained {args.steps} steps in {train_time:.0f}s ({train_time / 60:.1f} min)")
+    acc = validate(model, codec, val_cache, table, val_files, val_questions)
+    log(f"val final ({len(val_questions)} q) {qa.format_accuracy(acc)}")
+
+
+if __name__ == "__main__":
+    main()
