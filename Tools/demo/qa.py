@@ -74,7 +74,7 @@ def training_batch(codec, items):
 
 
 @torch.no_grad()
-def greedy_answers(model, codec, pixels, image_lists, questions, max_new_tokens=6):
+def greedy_answers(model, codec, pixels, image_lists, questions, max_new_tokens=8):  # = voco eval's default
     """Greedy decoding. pixels [N,3,S,S] float32; image_lists: per question, indices into pixels.
     Returns per question (generated ids, ending with EOS when produced; smallest top-1 minus top-2
     logit margin over the generated steps)."""
