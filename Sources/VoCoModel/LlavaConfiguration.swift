@@ -41,7 +41,8 @@ public struct LlavaConfiguration: Codable, Sendable, Equatable {
         vision = modelType == .llavaLlama ? try c.optional("vision_config", CLIPVisionConfiguration.self) : nil
         hasVoCoSection = c.has("voco")
         voco = try c.optional("voco", VoCoSettings.self) ?? .plainLLaVA
-        if hasVoCoSection, voco.mode == .voco, voco.tokenId >= text.vocabSize {
+        // A text-only model reads only prompt_template from `voco`: it never compresses an image.
+        if hasVoCoSection, modelType == .llavaLlama, voco.mode == .voco, voco.tokenId >= text.vocabSize {
             throw ConfigValueError(field: "voco.token_id", value: "\(voco.tokenId)",
                                    kind: .invalid(expected: "an id inside the vocabulary (vocab_size \(text.vocabSize))"))
         }

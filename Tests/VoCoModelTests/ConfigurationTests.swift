@@ -48,9 +48,21 @@ import Testing
         #expect(throws: ModelError.invalidConfigValue(path: "config.json", field: "voco.token_id", value: "32000",
                                                       expected: "an id inside the vocabulary (vocab_size 100)")) {
             try decode("""
-                {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                 "intermediate_size": 128, "vocab_size": 100, "rms_norm_eps": 1e-5, "voco": {"mode": "voco"}}
+                {"model_type": "llava_llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                 "intermediate_size": 128, "vocab_size": 100, "rms_norm_eps": 1e-5, "mm_hidden_size": 32,
+                 "voco": {"mode": "voco"}}
                 """)
         }
+    }
+
+    /// The demo's text-only lower bound: a `llama` model whose `voco` section carries only the
+    /// prompt template, and never compresses an image, so no VoCo token id is needed.
+    @Test func textOnlyModelReadsOnlyThePromptTemplate() throws {
+        let config = try decode("""
+            {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "intermediate_size": 128, "vocab_size": 100, "rms_norm_eps": 1e-5,
+             "voco": {"prompt_template": "Q: {question} A:"}}
+            """)
+        #expect(config.multimodal == nil && config.voco.prompt(for: "Why?") == "Q: Why? A:")
     }
 }
