@@ -99,6 +99,7 @@ let package = Package(
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel"], exclude: ["Fixtures"]),
     ],
     swiftLanguageModes: [.v5]
 )

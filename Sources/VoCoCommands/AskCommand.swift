@@ -52,7 +52,7 @@ struct AskCommand: ParsableCommand {
                      "width": image.width, "height": image.height, "format": image.format.rawValue, "cacheRows": image.cache.rows] as [String: Any]
                 },
             ]
-            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys])
+            let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
             print(String(decoding: data, as: UTF8.self))
         } else {
             var printed = ""

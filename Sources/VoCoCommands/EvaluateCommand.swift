@@ -60,7 +60,7 @@ struct EvaluateCommand: ParsableCommand {
             if let reportDir {
                 try FileManager.default.createDirectory(atPath: reportDir, withIntermediateDirectories: true)
                 let encoder = JSONEncoder()
-                encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+                encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
                 let name = (directory as NSString).lastPathComponent
                 try encoder.encode(report).write(to: URL(fileURLWithPath: reportDir).appendingPathComponent("\(name).json"))
             }
