@@ -17,7 +17,7 @@ public struct ComputeThreads: Sendable {
 
     /// Below this many multiply-adds in all, a region runs on the calling thread: waking the
     /// workers costs more than it saves (a decode step of a small model is all such regions).
-    public static let minimumParallelCost = 1 << 18
+    public static let minimumParallelCost = 1 << 22
 
     /// Calls `body(item, worker)` for every item in `0 ..< items`; items are striped over the
     /// workers, and `worker` (in `0 ..< count`) indexes per-worker scratch. `cost` (multiply-adds
