@@ -10,7 +10,13 @@ public struct ComputeThreads: Sendable {
     /// Workers in a parallel region, and OpenBLAS threads outside one.
     public let count: Int
 
-    public init(count: Int = ProcessInfo.processInfo.activeProcessorCount) {
+    /// `$VOCO_THREADS` when set (e.g. 1 on a machine busy with other work), else every core.
+    public static var defaultCount: Int {
+        if let value = ProcessInfo.processInfo.environment["VOCO_THREADS"], let n = Int(value), n > 0 { return n }
+        return ProcessInfo.processInfo.activeProcessorCount
+    }
+
+    public init(count: Int = ComputeThreads.defaultCount) {
         self.count = max(1, count)
         openblas_set_num_threads(Int32(self.count))
     }
