@@ -5,6 +5,7 @@
 #
 #   Tools/demo/make_all.sh            # data, tokenizer, tower, all six variants, exports, evaluation
 #   STEPS=3000 Tools/demo/make_all.sh # longer training of the full model
+#   SHIP=1 Tools/demo/make_all.sh      # also copy voco-k4 into Models/voco-shapes and refresh the sample fixture
 #
 # Stages (docs/demo-model.md explains the choices):
 #   0. shapes world: train / val / test splits and Samples/; the BPE tokenizer
@@ -17,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
 STEPS=${STEPS:-2600}
-VARIANT_STEPS=${VARIANT_STEPS:-1200}
+VARIANT_STEPS=${VARIANT_STEPS:-800}
 run() { echo "+ $*" >&2; "$@"; }
 
 for split in test val train; do
@@ -43,8 +44,25 @@ for variant in "voco-k1 --mode voco --k 1" "voco-k2 --mode voco --k 2" "voco-k4 
     --single-only 0 --eval-every 400 --describe 0.25
 done
 
-for name in full voco-k1 voco-k2 voco-k4 avgpool text-only; do
+# 800 more steps of voco-k1 and avgpool (the -long rows: where the two go with more training)
+for variant in "voco-k1-long voco-k1 --mode voco --k 1" "avgpool-long avgpool --mode avgpool"; do
+  set -- $variant
+  name=$1 from=$2; shift 2
+  train "$name" "$@" --init out/runs/$from/checkpoint.pt --steps "$VARIANT_STEPS" --lr 1e-3 --warmup 50 \
+    --single-only 0 --eval-every 400 --describe 0.25
+done
+
+for name in full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long; do
   [ -f out/models/$name/config.json ] || run $PY Tools/demo/export.py out/runs/$name/checkpoint.pt out/models/$name --dtype F16
   [ -f out/models/$name/predictions-test.json ] || run $PY Tools/demo/evaluate.py out/models/$name --split out/data/test
 done
-run $PY Tools/demo/evaluate.py --table out/models/{full,voco-k1,voco-k2,voco-k4,avgpool,text-only}
+run $PY Tools/demo/evaluate.py --table out/models/{full,voco-k1,voco-k2,voco-k4,avgpool,text-only,voco-k1-long,avgpool-long}
+
+# The bundled model (the best VoCo variant, docs/demo-model.md) and its PyTorch answers to the samples,
+# which Tests/VoCoPipelineTests compares with the Swift engine's.
+if [ "${SHIP:-0}" = 1 ]; then
+  mkdir -p Models/voco-shapes
+  cp out/models/voco-k4/{config.json,model.safetensors,preprocessor_config.json,tokenizer.json,tokenizer_config.json} Models/voco-shapes/
+  run $PY Tools/demo/evaluate.py Models/voco-shapes --split Samples
+  mv Models/voco-shapes/predictions-Samples.json Tests/VoCoPipelineTests/Fixtures/samples-pytorch.json
+fi
