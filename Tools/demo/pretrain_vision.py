@@ -26,6 +26,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import pixels as pix
+import runlog
 import shapes
 from model import CLIPVisionTransformer, VisionConfig, sincos_positions
 
@@ -100,16 +101,7 @@ def main():
     p.add_argument("--layers", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log_file = open(os.path.join(args.out, "train.log"), "a")
-
-    def log(msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+    log = runlog.start_run(args.out, args.threads, args.seed)
 
     config = VisionConfig(hidden_size=args.width, intermediate_size=4 * args.width, num_hidden_layers=args.layers,
                           num_attention_heads=max(1, args.width // 32), image_size=args.image_size,

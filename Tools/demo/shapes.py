@@ -374,28 +374,20 @@ def m_which_image(scenes, rng):
     return f"Which image has a {c} {s}?", f"image {having[0] + 1}"
 
 
-def m_color_in(scenes, rng):
-    n = rng.integers(len(scenes))
-    result = q_color(scenes[n], rng)
-    if result is None:
-        return None
-    return result[0][:-1] + f" in image {n + 1}?", result[1]
+def _in_image(single):
+    """A single-image template asked about image N of several: "... in image N?"."""
+    def template(scenes, rng):
+        n = rng.integers(len(scenes))
+        result = single(scenes[n], rng)
+        if result is None:
+            return None
+        return result[0][:-1] + f" in image {n + 1}?", result[1]
+    return template
 
 
-def m_shape_in(scenes, rng):
-    n = rng.integers(len(scenes))
-    result = q_shape(scenes[n], rng)
-    if result is None:
-        return None
-    return result[0][:-1] + f" in image {n + 1}?", result[1]
-
-
-def m_where_in(scenes, rng):
-    n = rng.integers(len(scenes))
-    result = q_where(scenes[n], rng)
-    if result is None:
-        return None
-    return result[0][:-1] + f" in image {n + 1}?", result[1]
+m_color_in = _in_image(q_color)
+m_shape_in = _in_image(q_shape)
+m_where_in = _in_image(q_where)
 
 
 def m_count_in(scenes, rng):

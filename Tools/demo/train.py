@@ -27,6 +27,7 @@ import torch.nn.functional as F
 import make_tokenizer
 import pixels as pix
 import qa
+import runlog
 import shapes
 from model import MODES, ModelConfig, TextConfig, TinyLlava, VisionConfig
 
@@ -168,16 +169,7 @@ def validate(model, codec, val_cache, table, val_files, val_questions):
 
 def main(argv=None):
     args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(args.seed)
-    os.makedirs(args.out, exist_ok=True)
-    log_file = open(os.path.join(args.out, "train.log"), "a")
-
-    def log(msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+    log = runlog.start_run(args.out, args.threads, args.seed)
 
     log("args " + " ".join(sys.argv[1:] if argv is None else argv))
     ensure_data(args.data, args.tokenizer, args.image_size, log)
