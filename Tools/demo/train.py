@@ -136,6 +136,30 @@ def tower_features(model, cache_u8, table, chunk=256):
     return torch.cat(out)
 
 
+def batch_loss(model, codec, pixels, features, items):
+    """Mean cross-entropy over the answer tokens of items (local image list, question, answer):
+    every image compressed once, then one query pass per group of items over the same number of
+    images and of about the same length. The same loss as one batch padded to 4 images and the
+    longest caption, at a fraction of the cost (full mode places 65 rows per image slot)."""
+    groups = {}
+    for item in items:
+        length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
+        groups.setdefault((len(item[0]), length > 20), []).append(item)
+    cache = None if model.config.mode == "text-only" else model.compress(pixels, features)
+    total, count = 0.0, 0
+    for group in groups.values():
+        image_index, ids, targets = qa.training_batch(codec, group)
+        if cache is None:
+            logits = model.query(ids, torch.zeros(len(group), dtype=torch.long))
+        else:
+            placed = model.place(*cache, image_index)
+            logits = model.query(ids, placed[4], placed)
+        total = total + F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE,
+                                        reduction="sum")
+        count += int((targets != qa.IGNORE).sum())
+    return total / count
+
+
 def lr_at(step, args):
     if step < args.warmup:
         return args.lr * (step + 1) / args.warmup
@@ -220,14 +244,12 @@ def main(argv=None):
             group["lr"] = lr_at(step, args)
         items = stream.batch(step, args.images, args.questions)
         unique, local = qa.gather_images([picks for picks, _, _ in items])
-        image_index, ids, targets = qa.training_batch(codec, [(l, q, a) for l, (_, q, a) in zip(local, items)])
         if train_features is not None:
             pixels, features = None, train_features[unique].float()
         else:
             pixels, features = torch.from_numpy(pix.to_float(train_cache[unique], table)), None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(pixels, image_index, ids, features)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE)
+            loss = batch_loss(model, codec, pixels, features, [(l, q, a) for l, (_, q, a) in zip(local, items)])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
