@@ -42,7 +42,9 @@ def parse_args(argv=None):
     p.add_argument("--data", default="out/data")
     p.add_argument("--tokenizer", default="out/tokenizer")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--steps", type=int, default=4000, help="length of the learning-rate schedule")
+    p.add_argument("--stop-at", type=int, help="stop after this many steps of the schedule (a run in stages: "
+                                                "the next stage starts from this one's checkpoint with --init)")
     p.add_argument("--images", type=int, default=64, help="training images compressed per step")
     p.add_argument("--questions", type=int, default=256, help="questions per step over those images")
     p.add_argument("--lr", type=float, default=1e-3)
@@ -54,8 +56,8 @@ def parse_args(argv=None):
                    help="captions ('Describe the image.') per training image per step, on top of the questions")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-questions", type=int, default=250, help="validation questions at each evaluation")
-    p.add_argument("--image-size", type=int, default=96)
-    p.add_argument("--patch", type=int, default=12)
+    p.add_argument("--image-size", type=int, default=128)
+    p.add_argument("--patch", type=int, default=16)
     p.add_argument("--vision-width", type=int, default=128)
     p.add_argument("--vision-layers", type=int, default=4)
     p.add_argument("--width", type=int, default=128)
@@ -239,7 +241,8 @@ def main(argv=None):
         os.replace(os.path.join(args.out, "checkpoint.pt.tmp"), os.path.join(args.out, "checkpoint.pt"))
 
     start, seen_loss, seen = time.time(), 0.0, 0
-    for step in range(args.steps):
+    end = args.stop_at or args.steps
+    for step in range(end):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, args)
         items = stream.batch(step, args.images, args.questions)
@@ -259,15 +262,15 @@ def main(argv=None):
             log(f"step {step + 1} loss {seen_loss / seen:.4f} lr {lr_at(step, args):.2e} "
                 f"images {len(unique)} elapsed {time.time() - start:.0f}s")
             seen_loss, seen = 0.0, 0
-        if (step + 1) % args.eval_every == 0 and step + 1 < args.steps:
+        if (step + 1) % args.eval_every == 0 and step + 1 < end:
             t = time.time()
             acc = validate(model, codec, val_cache, table, val_files, quick_val)
             log(f"val@{step + 1} ({len(quick_val)} q, {time.time() - t:.0f}s) {qa.format_accuracy(acc)}")
             save(step + 1, time.time() - start)
 
     train_time = time.time() - start
-    save(args.steps, train_time)
-    log(f"trained {args.steps} steps in {train_time:.0f}s ({train_time / 60:.1f} min)")
+    save(end, train_time)
+    log(f"trained {end} steps in {train_time:.0f}s ({train_time / 60:.1f} min)")
     acc = validate(model, codec, val_cache, table, val_files, val_questions)
     log(f"val final ({len(val_questions)} q) {qa.format_accuracy(acc)}")
 
