@@ -4,7 +4,7 @@
 # exists, so a stopped run picks up where it was. Work goes to out/ (git-ignored).
 #
 #   Tools/demo/make_all.sh             # data, tokenizer, tower, all six variants, exports, evaluation
-#   SHIP=1 Tools/demo/make_all.sh      # also copy $SHIP_MODEL (voco-k1) into Models/voco-shapes and refresh the sample fixture
+#   SHIP=1 Tools/demo/make_all.sh      # also copy $SHIP_MODEL (voco-k4) into Models/voco-shapes and refresh the sample fixture
 #
 # Stages (docs/demo-model.md explains the choices):
 #   0. shapes world: train / val / test splits and Samples/; the BPE tokenizer
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
 VARIANT_STEPS=${VARIANT_STEPS:-2000}
-SHIP_MODEL=${SHIP_MODEL:-voco-k1}
+SHIP_MODEL=${SHIP_MODEL:-voco-k4}  # the best VoCo variant (docs/demo-model.md)
 run() { echo "+ $*" >&2; "$@"; }
 
 for split in test val train; do
