@@ -12,7 +12,8 @@
 #   2. `full` (LLaVA: text sees every vision token), tower frozen
 #   3. voco k=1,2,4, avgpool and text-only, each fine-tuned from the full model for the same steps,
 #      in two lanes of one thread each (as the table in docs/demo-model.md was made)
-#   4. export as model directories (F16), PyTorch predictions on the test split
+#   4. 1,000 more steps of voco-k1 and avgpool (the -long rows)
+#   5. export as model directories (F16), PyTorch predictions on the test split
 # `voco eval` (Swift) then scores the exports and compares with the PyTorch predictions.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -55,7 +56,19 @@ lane "avgpool --mode avgpool" "voco-k4 --mode voco --k 4" "text-only --mode text
 second=$!
 wait $first && wait $second
 
-MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only"
+# 1,000 more steps of voco-k1 and of avgpool (the -long rows: where the two go with more training)
+long() {  # name, the run it continues, train.py arguments
+  local name=$1 from=$2; shift 2
+  train "$name" "$@" --init out/runs/$from/checkpoint.pt --steps 1000 --lr 1e-3 --warmup 50 --single-only 0 \
+    --describe 0.25 --seed 1 --threads 1
+}
+long voco-k1-long voco-k1 --mode voco --k 1 &
+first=$!
+long avgpool-long avgpool --mode avgpool &
+second=$!
+wait $first && wait $second
+
+MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long"
 for name in $MODELS; do
   [ -f out/models/$name/config.json ] || run $PY Tools/demo/export.py out/runs/$name/checkpoint.pt out/models/$name --dtype F16
   [ -f out/models/$name/predictions-test.json ] || run $PY Tools/demo/evaluate.py out/models/$name --split out/data/test

@@ -146,7 +146,7 @@ def batch_loss(model, codec, pixels, features, items):
     groups = {}
     for item in items:
         length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
-        groups.setdefault((len(item[0]), length > 20), []).append(item)
+        groups.setdefault((len(item[0]), length > 20), []).append(item)  # > 20 tokens: the captions
     cache = None if model.config.mode == "text-only" else model.compress(pixels, features)
     total, count = 0.0, 0
     for group in groups.values():
