@@ -380,11 +380,3 @@ class TinyLlava(nn.Module):
                 ks, vs, cache_positions, _, _ = placed
                 h, _, _ = layer(h, positions, ks[i], vs[i], cache_positions, mask)
         return self.lm_head(self.norm(h))
-
-    def forward(self, pixels, image_index, text_ids, features=None):
-        """Both passes for a batch: the images of all questions compressed, each on its own."""
-        if self.config.mode == "text-only":
-            return self.query(text_ids, torch.zeros(text_ids.shape[0], dtype=torch.long))
-        cache_k, cache_v = self.compress(pixels, features)
-        placed = self.place(cache_k, cache_v, image_index)
-        return self.query(text_ids, placed[4], placed)

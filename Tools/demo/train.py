@@ -140,9 +140,10 @@ def tower_features(model, cache_u8, table, chunk=256):
 
 def batch_loss(model, codec, pixels, features, items):
     """Mean cross-entropy over the answer tokens of items (local image list, question, answer):
-    every image compressed once, then one query pass per group of items over the same number of
-    images and of about the same length. The same loss as one batch padded to 4 images and the
-    longest caption, at a fraction of the cost (full mode places 65 rows per image slot)."""
+    every image compressed once (model.compress), then one query pass (model.place, model.query)
+    per group of items over the same number of images and of about the same length. The same
+    loss as one batch padded to 4 images and the longest caption, at a fraction of the cost
+    (full mode places 65 rows per image slot)."""
     groups = {}
     for item in items:
         length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
