@@ -91,13 +91,10 @@ public final class BLASMultiplier: MatrixMultiplier, @unchecked Sendable {
         // A small GEMM runs on one thread: handing it to OpenBLAS's threads costs more than it
         // saves, and on a busy machine every hand-off waits for a time slice (OpenBLAS's threads
         // yield while they wait), which made a small model's evaluation 30x slower under load.
-        let small = m * n * k < Self.minimumThreadedGEMM && openblas_get_num_threads() > 1
+        let small = m * n * k < ComputeThreads.minimumParallelCost && openblas_get_num_threads() > 1
         if small { openblas_set_num_threads(1) }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, bTransposed ? CblasTrans : CblasNoTrans,
                     Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
         if small { openblas_set_num_threads(Int32(threads.count)) }
     }
-
-    /// Multiply-adds below which a GEMM stays on the calling thread (about 0.2 ms of work here).
-    public static let minimumThreadedGEMM = 1 << 22
 }

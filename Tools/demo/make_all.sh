@@ -42,12 +42,16 @@ train full-1 --mode full --steps 5000 --stop-at 2500 --lr 1.5e-3 --describe 0.25
 train full --mode full --init out/runs/full-1/checkpoint.pt --steps 1000 --lr 1e-3 --warmup 50 --single-only 0 \
   --seed 1 --describe 0.25
 
-lane() {  # variants one after another, each "name train.py-arguments"
+finetune() {  # name, the run it starts from, steps, then train.py arguments: one thread, as in two lanes
+  local name=$1 from=$2 steps=$3; shift 3
+  train "$name" "$@" --init out/runs/$from/checkpoint.pt --steps "$steps" --lr 1e-3 --warmup 50 --single-only 0 \
+    --describe 0.25 --threads 1
+}
+lane() {  # variants one after another from `full`, each "name train.py-arguments"
   for variant in "$@"; do
     set -- $variant
     local name=$1; shift
-    train "$name" "$@" --init out/runs/full/checkpoint.pt --steps "$VARIANT_STEPS" --lr 1e-3 --warmup 50 \
-      --single-only 0 --describe 0.25 --threads 1
+    finetune "$name" full "$VARIANT_STEPS" "$@"
   done
 }
 lane "voco-k1 --mode voco --k 1" "voco-k2 --mode voco --k 2" &
@@ -57,14 +61,9 @@ second=$!
 wait $first && wait $second
 
 # 1,000 more steps of voco-k1 and of avgpool (the -long rows: where the two go with more training)
-long() {  # name, the run it continues, train.py arguments
-  local name=$1 from=$2; shift 2
-  train "$name" "$@" --init out/runs/$from/checkpoint.pt --steps 1000 --lr 1e-3 --warmup 50 --single-only 0 \
-    --describe 0.25 --seed 1 --threads 1
-}
-long voco-k1-long voco-k1 --mode voco --k 1 &
+finetune voco-k1-long voco-k1 1000 --mode voco --k 1 --seed 1 &
 first=$!
-long avgpool-long avgpool --mode avgpool &
+finetune avgpool-long avgpool 1000 --mode avgpool --seed 1 &
 second=$!
 wait $first && wait $second
 

@@ -70,7 +70,10 @@ def parse_args(argv=None):
                                   "variant has the same parameters, only what the caches hold differs")
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--threads", type=int, default=2)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.stop_at is not None and not 0 < args.stop_at <= args.steps:
+        p.error(f"--stop-at {args.stop_at}: must be between 1 and --steps ({args.steps})")
+    return args
 
 
 def ensure_data(data_dir, tokenizer_dir, image_size, log):
