@@ -50,7 +50,7 @@ def main():
             features = torch.randn(len(unique), config.vision.num_patches, config.vision.hidden_size)  # tower output stand-in
             losses = {}
             for name, fn in (("padded", lambda: padded_loss(model, codec, features, items)),
-                             ("grouped", lambda: train.batch_loss(model, codec, None, features, items))):
+                             ("grouped", lambda: train.batch_loss(model, codec, None, features, items)[0])):
                 model.zero_grad(set_to_none=True)
                 t = time.perf_counter()
                 loss = fn()

@@ -22,6 +22,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 import make_tokenizer
@@ -54,6 +55,9 @@ def parse_args(argv=None):
     p.add_argument("--multi", type=float, default=0.4, help="share of multi-image questions after that")
     p.add_argument("--describe", type=float, default=0.0,
                    help="captions ('Describe the image.') per training image per step, on top of the questions")
+    p.add_argument("--scene-loss", type=float, default=0.0,
+                   help="weight of the scene-table loss (modes voco, avgpool): linear heads read every grid "
+                        "cell's shape, colour and size off the V an image's cache holds; the heads are thrown away")
     p.add_argument("--eval-every", type=int, default=500)
     p.add_argument("--eval-questions", type=int, default=250, help="validation questions at each evaluation")
     p.add_argument("--image-size", type=int, default=128)
@@ -141,12 +145,50 @@ def tower_features(model, cache_u8, table, chunk=256):
     return torch.cat(out)
 
 
-def batch_loss(model, codec, pixels, features, items):
+class SceneHeads(nn.Module):
+    """The scene-table loss: from the V rows an image's cache holds, in every layer ([N,layers,P',kvd]
+    flattened), linear heads name each of the 9 grid cells' shape (or empty), colour and size.
+    It asks the compressed rows to hold the whole scene, bound by cell, in the form text reads
+    them (V): the dense per-image signal that the answer tokens give only a few bits of. Training
+    only, like pretrain_vision.py's heads: nothing of it is exported."""
+
+    def __init__(self, config):
+        super().__init__()
+        t = config.text
+        width = t.num_hidden_layers * config.kept_rows * t.num_key_value_heads * t.head_dim
+        self.shape = nn.Linear(width, 9 * (1 + len(shapes.SHAPES)))
+        self.color = nn.Linear(width, 9 * len(shapes.COLOR_NAMES))
+        self.size = nn.Linear(width, 9 * len(shapes.SIZES))
+
+    def loss(self, cache_v, labels):
+        """cache_v [N,layers,P',kvd]; labels: shape, colour, size [N,9] (colour, size IGNORE where empty)."""
+        v = cache_v.flatten(1).float()
+        return sum(F.cross_entropy(head(v).view(len(v), 9, -1).flatten(0, 1), y.flatten(), ignore_index=qa.IGNORE)
+                   for head, y in zip((self.shape, self.color, self.size), labels))
+
+
+def scene_labels(objects):
+    """Per image [9] labels of the grid cells: shape (0 = empty), colour and size (IGNORE if empty)."""
+    n = len(objects)
+    shape = torch.zeros(n, 9, dtype=torch.long)
+    color = torch.full((n, 9), qa.IGNORE, dtype=torch.long)
+    size = torch.full((n, 9), qa.IGNORE, dtype=torch.long)
+    for i, objs in enumerate(objects):
+        for o in objs:
+            cell = o.row * 3 + o.col
+            shape[i, cell] = 1 + shapes.SHAPES.index(o.shape)
+            color[i, cell] = shapes.COLOR_NAMES.index(o.color)
+            size[i, cell] = shapes.SIZES.index(o.size)
+    return shape, color, size
+
+
+def batch_loss(model, codec, pixels, features, items, scene=None):
     """Mean cross-entropy over the answer tokens of items (local image list, question, answer):
     every image compressed once (model.compress), then one query pass (model.place, model.query)
     per group of items over the same number of images and of about the same length. The same
     loss as one batch padded to 4 images and the longest caption, at a fraction of the cost
-    (full mode places 65 rows per image slot)."""
+    (full mode places 65 rows per image slot). scene = (SceneHeads, labels of the images, weight)
+    adds the scene-table loss on the compressed images; returns (loss, scene loss or None)."""
     groups = {}
     for item in items:
         length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
@@ -163,7 +205,11 @@ def batch_loss(model, codec, pixels, features, items):
         total = total + F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE,
                                         reduction="sum")
         count += int((targets != qa.IGNORE).sum())
-    return total / count
+    if scene is None:
+        return total / count, None
+    heads, labels, weight = scene
+    scene_loss = heads.loss(cache[1], labels)
+    return total / count + weight * scene_loss, scene_loss
 
 
 def lr_at(step, args):
@@ -235,16 +281,26 @@ def main(argv=None):
         train_features = tower_features(model, train_cache, table)
         log(f"vision features of {len(train_features)} training images in {time.time() - t:.0f}s")
     stream = QuestionStream(train_objects, args.seed, args.steps, args.single_only, args.multi, args.describe)
-    optimizer = make_optimizer(model, args)
+    heads, train_scenes = None, None
+    if args.scene_loss > 0:
+        if config.mode not in ("voco", "avgpool"):
+            raise ValueError(f"--scene-loss: mode {config.mode} compresses nothing (modes voco, avgpool)")
+        heads, train_scenes = SceneHeads(config), scene_labels(train_objects)
+        if args.init and "scene_heads" in state and state["config"] == config.to_dict():
+            heads.load_state_dict(state["scene_heads"])
+        log(f"scene-table loss, weight {args.scene_loss}: heads on {heads.shape.in_features} cached V values")
+    trained = nn.ModuleList([model] + ([heads] if heads is not None else []))
+    optimizer = make_optimizer(trained, args)
 
     def save(steps, seconds):
         """checkpoint.pt, written at every evaluation too, so a stopped run keeps its latest state."""
         torch.save({"config": config.to_dict(), "state_dict": model.state_dict(), "prompt_template": codec.template,
-                    "tokenizer": args.tokenizer, "steps": steps, "train_seconds": seconds, "init": args.init},
+                    "tokenizer": args.tokenizer, "steps": steps, "train_seconds": seconds, "init": args.init,
+                    **({"scene_heads": heads.state_dict()} if heads is not None else {})},
                    os.path.join(args.out, "checkpoint.pt.tmp"))
         os.replace(os.path.join(args.out, "checkpoint.pt.tmp"), os.path.join(args.out, "checkpoint.pt"))
 
-    start, seen_loss, seen = time.time(), 0.0, 0
+    start, seen_loss, seen, seen_scene = time.time(), 0.0, 0, 0.0
     end = args.stop_at or args.steps
     for step in range(end):
         for group in optimizer.param_groups:
@@ -256,16 +312,20 @@ def main(argv=None):
         else:
             pixels, features = torch.from_numpy(pix.to_float(train_cache[unique], table)), None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            loss = batch_loss(model, codec, pixels, features, [(l, q, a) for l, (_, q, a) in zip(local, items)])
+            scene = None if heads is None else (heads, [y[unique] for y in train_scenes], args.scene_loss)
+            loss, scene_loss = batch_loss(model, codec, pixels, features,
+                                          [(l, q, a) for l, (_, q, a) in zip(local, items)], scene)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
         seen_loss, seen = seen_loss + loss.item(), seen + 1
+        seen_scene += 0.0 if scene_loss is None else scene_loss.item()
         if (step + 1) % 50 == 0:
-            log(f"step {step + 1} loss {seen_loss / seen:.4f} lr {lr_at(step, args):.2e} "
-                f"images {len(unique)} elapsed {time.time() - start:.0f}s")
-            seen_loss, seen = 0.0, 0
+            log(f"step {step + 1} loss {seen_loss / seen:.4f} "
+                + (f"scene {seen_scene / seen:.4f} " if heads is not None else "")
+                + f"lr {lr_at(step, args):.2e} images {len(unique)} elapsed {time.time() - start:.0f}s")
+            seen_loss, seen, seen_scene = 0.0, 0, 0.0
         if (step + 1) % args.eval_every == 0 and step + 1 < end:
             t = time.time()
             acc = validate(model, codec, val_cache, table, val_files, quick_val)
