@@ -13,7 +13,7 @@
 #   3. voco k=1,2,4, avgpool and text-only, each fine-tuned from the full model for the same steps,
 #      in two lanes of one thread each (as the table in docs/demo-model.md was made)
 #   4. 1,000 more steps of voco-k1 and avgpool (the -long rows)
-#   5. voco k=1 and avgpool, 1,500 steps each from voco-k4 (progressive compression)
+#   5. voco k=1 and avgpool, 1,500 steps each from voco-k4 (progressive compression), then 1,000 more
 #   6. export as model directories (F16), PyTorch predictions on the test split
 # `voco eval` (Swift) then scores the exports and compares with the PyTorch predictions.
 set -euo pipefail
@@ -69,14 +69,21 @@ second=$!
 wait $first && wait $second
 
 # k = 1 by progressive compression: 1,500 steps from voco-k4 (which already gathers into VoCo rows)
-# instead of from `full`; avgpool the same 1,500 steps from the same model, for a fair comparison
+# instead of from `full`; avgpool the same 1,500 steps from the same model, for a fair comparison;
+# then 1,000 more steps of each (the -from-k4-long rows)
 finetune voco-k1-from-k4 voco-k4 1500 --mode voco --k 1 &
 first=$!
 finetune avgpool-from-k4 voco-k4 1500 --mode avgpool &
 second=$!
 wait $first && wait $second
+finetune voco-k1-from-k4-long voco-k1-from-k4 1000 --mode voco --k 1 --seed 1 &
+first=$!
+finetune avgpool-from-k4-long avgpool-from-k4 1000 --mode avgpool --seed 1 &
+second=$!
+wait $first && wait $second
 
-MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long voco-k1-from-k4 avgpool-from-k4"
+MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long voco-k1-from-k4 avgpool-from-k4
+  voco-k1-from-k4-long avgpool-from-k4-long"
 for name in $MODELS; do
   [ -f out/models/$name/config.json ] || run $PY Tools/demo/export.py out/runs/$name/checkpoint.pt out/models/$name --dtype F16
   [ -f out/models/$name/predictions-test.json ] || run $PY Tools/demo/evaluate.py out/models/$name --split out/data/test
