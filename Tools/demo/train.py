@@ -187,8 +187,8 @@ def batch_loss(model, codec, pixels, features, items, scene=None):
     every image compressed once (model.compress), then one query pass (model.place, model.query)
     per group of items over the same number of images and of about the same length. The same
     loss as one batch padded to 4 images and the longest caption, at a fraction of the cost
-    (full mode places 65 rows per image slot). scene = (SceneHeads, labels of the images, weight)
-    adds the scene-table loss on the compressed images; returns (loss, scene loss or None)."""
+    (full mode places 65 rows per image slot). Returns (that loss, the scene-table loss of the
+    compressed images, or None without scene = (SceneHeads, the images' scene_labels))."""
     groups = {}
     for item in items:
         length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
@@ -205,11 +205,7 @@ def batch_loss(model, codec, pixels, features, items, scene=None):
         total = total + F.cross_entropy(logits.float().flatten(0, 1), targets.flatten(), ignore_index=qa.IGNORE,
                                         reduction="sum")
         count += int((targets != qa.IGNORE).sum())
-    if scene is None:
-        return total / count, None
-    heads, labels, weight = scene
-    scene_loss = heads.loss(cache[1], labels)
-    return total / count + weight * scene_loss, scene_loss
+    return total / count, None if scene is None else scene[0].loss(cache[1], scene[1])
 
 
 def lr_at(step, args):
@@ -312,11 +308,11 @@ def main(argv=None):
         else:
             pixels, features = torch.from_numpy(pix.to_float(train_cache[unique], table)), None
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            scene = None if heads is None else (heads, [y[unique] for y in train_scenes], args.scene_loss)
+            scene = None if heads is None else (heads, [y[unique] for y in train_scenes])
             loss, scene_loss = batch_loss(model, codec, pixels, features,
                                           [(l, q, a) for l, (_, q, a) in zip(local, items)], scene)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if scene_loss is None else loss + args.scene_loss * scene_loss).backward()
         torch.nn.utils.clip_grad_norm_(trained.parameters(), 1.0)
         optimizer.step()
         seen_loss, seen = seen_loss + loss.item(), seen + 1
