@@ -48,22 +48,30 @@ def patch_cells(width, height, image_size, patch):
     return np.where(inside, np.clip(cell, 0, 8), -1).reshape(-1)
 
 
-def patch_labels(manifest, objects, image_size, patch):
-    """Per image [P] labels: cell (9 = padding), shape (0 = empty), colour and size (IGNORE if empty)."""
-    n, p = len(objects), (image_size // patch) ** 2
-    cell = np.empty((n, p), dtype=np.int64)
-    shape = np.zeros((n, p), dtype=np.int64)
-    color = np.full((n, p), IGNORE, dtype=np.int64)
-    size = np.full((n, p), IGNORE, dtype=np.int64)
-    for i, (m, objs) in enumerate(zip(manifest, objects)):
-        cells = patch_cells(m["width"], m["height"], image_size, patch)
-        cell[i] = np.where(cells < 0, 9, cells)
+def cell_labels(objects):
+    """Per image [9] labels of the grid cells: shape (0 = empty), colour and size (IGNORE if empty)."""
+    n = len(objects)
+    shape = np.zeros((n, 9), dtype=np.int64)
+    color = np.full((n, 9), IGNORE, dtype=np.int64)
+    size = np.full((n, 9), IGNORE, dtype=np.int64)
+    for i, objs in enumerate(objects):
         for o in objs:
-            at = cells == o.row * 3 + o.col
-            shape[i, at] = 1 + shapes.SHAPES.index(o.shape)
-            color[i, at] = shapes.COLOR_NAMES.index(o.color)
-            size[i, at] = shapes.SIZES.index(o.size)
-    return [torch.from_numpy(a) for a in (cell, shape, color, size)]
+            cell = o.row * 3 + o.col
+            shape[i, cell] = 1 + shapes.SHAPES.index(o.shape)
+            color[i, cell] = shapes.COLOR_NAMES.index(o.color)
+            size[i, cell] = shapes.SIZES.index(o.size)
+    return shape, color, size
+
+
+def patch_labels(manifest, objects, image_size, patch):
+    """Per image [P] labels: cell (9 = padding), shape (0 = empty), colour and size (IGNORE if empty):
+    those of the grid cell each patch centre falls in (cell_labels), empty in the padding."""
+    cells = np.stack([patch_cells(m["width"], m["height"], image_size, patch) for m in manifest])  # [N,P]
+    inside, at = cells >= 0, np.maximum(cells, 0)
+    per_cell = cell_labels(objects)
+    labels = [np.where(inside, np.take_along_axis(a, at, axis=1), empty)
+              for a, empty in zip(per_cell, (0, IGNORE, IGNORE))]
+    return [torch.from_numpy(a) for a in (np.where(inside, cells, 9), *labels)]
 
 
 class PatchHeads(nn.Module):

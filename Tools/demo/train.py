@@ -31,6 +31,7 @@ import qa
 import runlog
 import shapes
 from model import MODES, ModelConfig, TextConfig, TinyLlava, VisionConfig
+from pretrain_vision import cell_labels
 
 # MARK: - Set-up
 
@@ -75,6 +76,8 @@ def parse_args(argv=None):
     p.add_argument("--bf16", action="store_true", help="bf16 autocast for the forward pass")
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
+    if args.scene_loss < 0:
+        p.error(f"--scene-loss {args.scene_loss}: a weight, 0 (off) or more")
     if args.stop_at is not None and not 0 < args.stop_at <= args.steps:
         p.error(f"--stop-at {args.stop_at}: must be between 1 and --steps ({args.steps})")
     return args
@@ -167,28 +170,13 @@ class SceneHeads(nn.Module):
                    for head, y in zip((self.shape, self.color, self.size), labels))
 
 
-def scene_labels(objects):
-    """Per image [9] labels of the grid cells: shape (0 = empty), colour and size (IGNORE if empty)."""
-    n = len(objects)
-    shape = torch.zeros(n, 9, dtype=torch.long)
-    color = torch.full((n, 9), qa.IGNORE, dtype=torch.long)
-    size = torch.full((n, 9), qa.IGNORE, dtype=torch.long)
-    for i, objs in enumerate(objects):
-        for o in objs:
-            cell = o.row * 3 + o.col
-            shape[i, cell] = 1 + shapes.SHAPES.index(o.shape)
-            color[i, cell] = shapes.COLOR_NAMES.index(o.color)
-            size[i, cell] = shapes.SIZES.index(o.size)
-    return shape, color, size
-
-
 def batch_loss(model, codec, pixels, features, items, scene=None):
     """Mean cross-entropy over the answer tokens of items (local image list, question, answer):
     every image compressed once (model.compress), then one query pass (model.place, model.query)
     per group of items over the same number of images and of about the same length. The same
     loss as one batch padded to 4 images and the longest caption, at a fraction of the cost
     (full mode places 65 rows per image slot). Returns (that loss, the scene-table loss of the
-    compressed images, or None without scene = (SceneHeads, the images' scene_labels))."""
+    compressed images, or None without scene = (SceneHeads, the images' cell_labels))."""
     groups = {}
     for item in items:
         length = len(codec.prompt_ids(item[1])) + len(codec.answer_ids(item[2]))
@@ -281,7 +269,7 @@ def main(argv=None):
     if args.scene_loss > 0:
         if config.mode not in ("voco", "avgpool"):
             raise ValueError(f"--scene-loss: mode {config.mode} compresses nothing (modes voco, avgpool)")
-        heads, train_scenes = SceneHeads(config), scene_labels(train_objects)
+        heads, train_scenes = SceneHeads(config), [torch.from_numpy(y) for y in cell_labels(train_objects)]
         if args.init and "scene_heads" in state and state["config"] == config.to_dict():
             heads.load_state_dict(state["scene_heads"])
         log(f"scene-table loss, weight {args.scene_loss}: heads on {heads.shape.in_features} cached V values")
