@@ -38,7 +38,8 @@ let package = Package(
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
         .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS"], swiftSettings: optimize),
-        .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute"], swiftSettings: optimize),
+        .target(name: "VoCoJSON"),
+        .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute", "VoCoJSON"], swiftSettings: optimize),
         .target(
             name: "VoCoStore",
             dependencies: ["CLMDB", "CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
@@ -52,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "VoCoImage",
-            dependencies: ["CImageShims", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CImageShims", "VoCoJSON", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: optimize
         ),
 
@@ -89,6 +90,7 @@ let package = Package(
 
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
+        .testTarget(name: "VoCoJSONTests", dependencies: ["VoCoJSON"]),
         .testTarget(name: "VoCoComputeTests", dependencies: ["VoCoCompute", "SafeTensors"]),
         .testTarget(
             name: "VoCoModelTests",

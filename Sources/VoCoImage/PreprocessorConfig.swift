@@ -1,4 +1,5 @@
 import Foundation
+import VoCoJSON
 
 // MARK: - preprocessor_config.json
 

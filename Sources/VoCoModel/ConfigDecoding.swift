@@ -1,4 +1,5 @@
 import Foundation
+import VoCoJSON
 
 // MARK: - Decoding helpers that name the field at fault
 
@@ -18,32 +19,6 @@ struct ConfigValueError: Error {
     let field: String
     let value: String
     let kind: Kind
-}
-
-/// Any JSON value, kept only to describe a refused value in an error message.
-enum JSONValue: Decodable, CustomStringConvertible {
-    case null, bool(Bool), number(Double), string(String), array([JSONValue]), object([String: JSONValue])
-
-    init(from decoder: Decoder) throws {
-        let c = try decoder.singleValueContainer()
-        if c.decodeNil() { self = .null }
-        else if let b = try? c.decode(Bool.self) { self = .bool(b) }
-        else if let n = try? c.decode(Double.self) { self = .number(n) }
-        else if let s = try? c.decode(String.self) { self = .string(s) }
-        else if let a = try? c.decode([JSONValue].self) { self = .array(a) }
-        else { self = .object(try c.decode([String: JSONValue].self)) }
-    }
-
-    var description: String {
-        switch self {
-        case .null: return "null"
-        case let .bool(b): return "\(b)"
-        case let .number(n): return n == n.rounded() && abs(n) < 1e15 ? "\(Int(n))" : "\(n)"
-        case let .string(s): return "\"\(s)\""
-        case let .array(a): return "[" + a.map(\.description).joined(separator: ", ") + "]"
-        case let .object(o): return "{" + o.keys.sorted().map { "\"\($0)\": \(o[$0] ?? .null)" }.joined(separator: ", ") + "}"
-        }
-    }
 }
 
 /// A keyed container with the helpers every config section uses.

@@ -1,8 +1,11 @@
 import Foundation
 
 /// A parsed JSON value that keeps booleans, numbers and null apart (JSONSerialization's
-/// NSNumber does not on Linux).
-enum JSONValue: Decodable, Equatable, CustomStringConvertible {
+/// NSNumber does not on Linux). The config readers use it to look at fields one by one
+/// (preprocessor_config.json) and to quote a refused value in an error (config.json).
+/// The tokenizer has its own parser: tokenizer.json needs object keys exactly as written and
+/// in file order, which a Swift dictionary does not keep.
+public enum JSONValue: Decodable, Equatable, Sendable, CustomStringConvertible {
     case null
     case bool(Bool)
     case number(Double)
@@ -10,7 +13,7 @@ enum JSONValue: Decodable, Equatable, CustomStringConvertible {
     case array([JSONValue])
     case object([String: JSONValue])
 
-    init(from decoder: Decoder) throws {
+    public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }
         else if let b = try? c.decode(Bool.self) { self = .bool(b) }
@@ -21,12 +24,13 @@ enum JSONValue: Decodable, Equatable, CustomStringConvertible {
     }
 
     /// Parses a JSON object; nil when the data is not one.
-    static func object(from data: Data) -> [String: JSONValue]? {
+    public static func object(from data: Data) -> [String: JSONValue]? {
         guard case let .object(fields)? = try? JSONDecoder().decode(JSONValue.self, from: data) else { return nil }
         return fields
     }
 
-    var description: String {
+    /// The value as JSON text (object keys sorted), short enough to quote in an error message.
+    public var description: String {
         switch self {
         case .null: return "null"
         case let .bool(b): return "\(b)"
