@@ -17,17 +17,7 @@ struct AskCommand: ParsableCommand {
     @Option(name: .customLong("image"), help: "An image file (JPEG or PNG); repeat for several.")
     var images: [String] = []
 
-    @Option(help: "Answer tokens at most.")
-    var maxTokens = 32
-
-    @Option(help: "Sampling temperature (0 = greedy).")
-    var temperature: Float = 0
-
-    @Option(help: "Nucleus sampling mass (with --temperature > 0).")
-    var topP: Float = 1
-
-    @Option(help: "Seed for sampling.")
-    var seed: UInt64 = 0
+    @OptionGroup var sampling: SamplingOptions
 
     @Flag(help: "Print a JSON object (answer, images with digests, tokens) instead of the answer text.")
     var json = false
@@ -39,7 +29,7 @@ struct AskCommand: ParsableCommand {
         let directory = model ?? DefaultModel.path()
         let answering = try AnsweringModel(directory: directory)
         let compressed = images.isEmpty ? [] : try answering.compress(imagePaths: images)
-        let options = GenerationOptions(maxNewTokens: maxTokens, temperature: temperature, topP: topP, seed: seed)
+        let options = sampling.generation
         if json {
             let answer = try answering.answer(question, caches: compressed.map(\.cache), options: options)
             let object: [String: Any] = [

@@ -41,26 +41,16 @@ struct GenerateCommand: ParsableCommand {
     @OptionGroup var caches: CacheOptions
     @OptionGroup var tokens: TokenOptions
 
-    @Option(help: "Tokens to generate at most.")
-    var maxTokens = 32
-
-    @Option(help: "Sampling temperature; 0 = greedy.")
-    var temperature: Float = 0
-
-    @Option(help: "Nucleus mass kept when sampling.")
-    var topP: Float = 1
-
-    @Option(help: "Seed of the sampler.")
-    var seed: UInt64 = 0
+    @OptionGroup var sampling: SamplingOptions
 
     func run() throws {
         let engine = try model.load()
-        let options = GenerationOptions(maxNewTokens: maxTokens, temperature: temperature, topP: topP, seed: seed)
-        let result = try engine.generate(caches: caches.load(engine: engine), layout: caches.layout, prompt: tokens.ids(), options: options)
+        let result = try engine.generate(caches: caches.load(engine: engine), layout: caches.layout, prompt: tokens.ids(),
+                                         options: sampling.generation)
         print(result.tokens.map(String.init).joined(separator: ","))
         switch result.stop {
         case let .stopToken(t): FileHandle.standardError.write(Data("stopped on token \(t)\n".utf8))
-        case .tokenLimit: FileHandle.standardError.write(Data("stopped at the limit of \(maxTokens) tokens\n".utf8))
+        case .tokenLimit: FileHandle.standardError.write(Data("stopped at the limit of \(sampling.maxTokens) tokens\n".utf8))
         case .stoppedByCaller: break
         }
     }

@@ -71,4 +71,21 @@ import VoCoCommands
             try run(["debug", "query", "--model", Fixtures.model(), "--out", dir + "/x.safetensors"])
         }
     }
+
+    /// Sampling values that generation cannot use are refused when the arguments are parsed,
+    /// naming the option, for `ask` and `debug generate` alike (they share SamplingOptions).
+    @Test(arguments: [("--temperature", "-1"), ("--temperature", "nan"), ("--top-p", "0"), ("--top-p", "1.5"),
+                      ("--max-tokens", "0")])
+    func badSamplingValuesAreRefusedByName(option: String, value: String) throws {
+        for command in [["ask", "Which image has a red circle?"],
+                        ["debug", "generate", "--model", Fixtures.model(), "--tokens", "5,6"]] {
+            do {
+                _ = try VoCoCommand.parseAsRoot(command + ["\(option)=\(value)"])
+                Issue.record("\(command.first!) \(option) \(value) was accepted")
+            } catch {
+                #expect(VoCoCommand.message(for: error).contains(option), "\(VoCoCommand.message(for: error))")
+            }
+        }
+        _ = try VoCoCommand.parseAsRoot(["ask", "--temperature", "0.7", "--top-p", "0.9", "--max-tokens", "4", "q"])
+    }
 }
