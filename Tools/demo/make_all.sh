@@ -4,7 +4,7 @@
 # exists, so a stopped run picks up where it was. Work goes to out/ (git-ignored).
 #
 #   Tools/demo/make_all.sh             # data, tokenizer, tower, all six variants, exports, evaluation
-#   SHIP=1 Tools/demo/make_all.sh      # also copy $SHIP_MODEL (voco-k1-from-k4-longer) into Models/voco-shapes
+#   SHIP=1 Tools/demo/make_all.sh      # also copy $SHIP_MODEL (voco-k1-from-k4-longest) into Models/voco-shapes
 #                                      # and refresh the sample fixture
 #
 # Stages (docs/demo-model.md explains the choices):
@@ -15,14 +15,14 @@
 #      in two lanes of one thread each (as the table in docs/demo-model.md was made)
 #   4. 1,000 more steps of voco-k1 and avgpool (the -long rows)
 #   5. voco k=1 and avgpool, 1,500 steps each from voco-k4 (progressive compression), then 1,000 more,
-#      then 3,000 more
+#      then 3,000 more, then 1,000 more
 #   6. export as model directories (F16), PyTorch predictions on the test split
 # `voco eval` (Swift) then scores the exports and compares with the PyTorch predictions.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-python3}
 VARIANT_STEPS=${VARIANT_STEPS:-2000}
-SHIP_MODEL=${SHIP_MODEL:-voco-k1-from-k4-longer}  # the best VoCo variant, and k = 1 (docs/demo-model.md)
+SHIP_MODEL=${SHIP_MODEL:-voco-k1-from-k4-longest}  # the best VoCo variant, and k = 1 (docs/demo-model.md)
 run() { echo "+ $*" >&2; "$@"; }
 
 for split in test val train; do
@@ -89,9 +89,16 @@ first=$!
 finetune avgpool-from-k4-longer avgpool-from-k4-long 3000 --mode avgpool --seed 2 &
 second=$!
 wait $first && wait $second
+# and 1,000 more (the -from-k4-longest rows; the bundled model)
+finetune voco-k1-from-k4-longest voco-k1-from-k4-longer 1000 --mode voco --k 1 --seed 3 &
+first=$!
+finetune avgpool-from-k4-longest avgpool-from-k4-longer 1000 --mode avgpool --seed 3 &
+second=$!
+wait $first && wait $second
 
 MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long voco-k1-from-k4 avgpool-from-k4
-  voco-k1-from-k4-long avgpool-from-k4-long voco-k1-from-k4-longer avgpool-from-k4-longer"
+  voco-k1-from-k4-long avgpool-from-k4-long voco-k1-from-k4-longer avgpool-from-k4-longer
+  voco-k1-from-k4-longest avgpool-from-k4-longest"
 for name in $MODELS; do
   [ -f out/models/$name/config.json ] || run $PY Tools/demo/export.py out/runs/$name/checkpoint.pt out/models/$name --dtype F16
   [ -f out/models/$name/predictions-test.json ] || run $PY Tools/demo/evaluate.py out/models/$name --split out/data/test
