@@ -63,38 +63,25 @@ lane "avgpool --mode avgpool" "voco-k4 --mode voco --k 4" "text-only --mode text
 second=$!
 wait $first && wait $second
 
+side_by_side() {  # voco-k1 and avgpool, one lane each: the suffix of their names, the runs they
+  local suffix=$1 k1_from=$2 avgpool_from=$3 steps=$4; shift 4  # start from, steps, train.py arguments
+  finetune voco-k1$suffix "$k1_from" "$steps" --mode voco --k 1 "$@" &
+  local first=$!
+  finetune avgpool$suffix "$avgpool_from" "$steps" --mode avgpool "$@" &
+  local second=$!
+  wait $first && wait $second
+}
 # 1,000 more steps of voco-k1 and of avgpool (the -long rows: where the two go with more training)
-finetune voco-k1-long voco-k1 1000 --mode voco --k 1 --seed 1 &
-first=$!
-finetune avgpool-long avgpool 1000 --mode avgpool --seed 1 &
-second=$!
-wait $first && wait $second
+side_by_side -long voco-k1 avgpool 1000 --seed 1
 
 # k = 1 by progressive compression: 1,500 steps from voco-k4 (which already gathers into VoCo rows)
 # instead of from `full`; avgpool the same 1,500 steps from the same model, for a fair comparison;
-# then 1,000 more steps of each (the -from-k4-long rows)
-finetune voco-k1-from-k4 voco-k4 1500 --mode voco --k 1 &
-first=$!
-finetune avgpool-from-k4 voco-k4 1500 --mode avgpool &
-second=$!
-wait $first && wait $second
-finetune voco-k1-from-k4-long voco-k1-from-k4 1000 --mode voco --k 1 --seed 1 &
-first=$!
-finetune avgpool-from-k4-long avgpool-from-k4 1000 --mode avgpool --seed 1 &
-second=$!
-wait $first && wait $second
-# and 3,000 more (the -from-k4-longer rows: k = 1 was still learning, +3.7 points in 1,000 steps)
-finetune voco-k1-from-k4-longer voco-k1-from-k4-long 3000 --mode voco --k 1 --seed 2 &
-first=$!
-finetune avgpool-from-k4-longer avgpool-from-k4-long 3000 --mode avgpool --seed 2 &
-second=$!
-wait $first && wait $second
-# and 1,000 more (the -from-k4-longest rows; the bundled model)
-finetune voco-k1-from-k4-longest voco-k1-from-k4-longer 1000 --mode voco --k 1 --seed 3 &
-first=$!
-finetune avgpool-from-k4-longest avgpool-from-k4-longer 1000 --mode avgpool --seed 3 &
-second=$!
-wait $first && wait $second
+# then 1,000 more steps of each (the -from-k4-long rows), 3,000 more (-from-k4-longer: k = 1 was
+# still learning, +3.7 points in 1,000 steps) and 1,000 more (-from-k4-longest; the bundled model)
+side_by_side -from-k4 voco-k4 voco-k4 1500
+side_by_side -from-k4-long voco-k1-from-k4 avgpool-from-k4 1000 --seed 1
+side_by_side -from-k4-longer voco-k1-from-k4-long avgpool-from-k4-long 3000 --seed 2
+side_by_side -from-k4-longest voco-k1-from-k4-longer avgpool-from-k4-longer 1000 --seed 3
 
 MODELS="full voco-k1 voco-k2 voco-k4 avgpool text-only voco-k1-long avgpool-long voco-k1-from-k4 avgpool-from-k4
   voco-k1-from-k4-long avgpool-from-k4-long voco-k1-from-k4-longer avgpool-from-k4-longer
