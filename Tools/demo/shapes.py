@@ -506,27 +506,31 @@ def corpus_lines(count, seed=0):
 # MARK: - Writing a split
 
 
-def split_questions(split, scenes):
-    """Balanced over templates, deterministic by split."""
-    salt, _, count = SPLITS[split]
-    rng = np.random.default_rng([salt, 7])
-    pool = [s.objects for s in scenes]
+def questions_over(objects, names, count, rng, id_prefix):
+    """`count` questions balanced over templates about images of a pool (objects[i] in file names[i])."""
     questions = []
     while len(questions) < count:
         template = TEMPLATES[len(questions) % len(TEMPLATES)]
-        drawn = draw_question(template, pool, rng)
+        drawn = draw_question(template, objects, rng)
         if drawn is None:
             continue
         picks, (question, answer, qtype) = drawn
         questions.append({
-            "id": f"{split}-{len(questions):04d}",
-            "images": [scenes[i].file_name for i in picks],
+            "id": f"{id_prefix}-{len(questions):04d}",
+            "images": [names[i] for i in picks],
             "question": question,
             "answer": answer,
             "type": qtype,
             "template": template,
         })
     return questions
+
+
+def split_questions(split, scenes):
+    """Balanced over templates, deterministic by split."""
+    salt, _, count = SPLITS[split]
+    return questions_over([s.objects for s in scenes], [s.file_name for s in scenes], count,
+                          np.random.default_rng([salt, 7]), split)
 
 
 def write_split(split, out_dir, image_subdir="images"):
