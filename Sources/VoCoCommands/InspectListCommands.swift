@@ -67,21 +67,21 @@ struct InspectListCommand: ParsableCommand {
         guard let collection else {
             let all = try store.read { try $0.collections() }
             if json { return try printJSON(all.map { ["name": $0.name, "images": "\($0.count)"] }) }
-            if all.isEmpty { print("\(store.path): no collections") }
+            if all.isEmpty { print("\(store.location): no collections") }
             print(table(all.map { [$0.name, "\($0.count) images"] }))
             return
         }
         let page = try store.read { txn -> Page? in
-            guard let total = try txn.collections().first(where: { $0.name == collection })?.count else { return nil }
+            guard let total = try txn.collection(named: collection)?.count else { return nil }
             let models = try txn.models().map(\.fingerprint)
-            let members = try txn.members(of: collection, offset: offset, limit: limit).map { ordinal, image in
-                Member(ordinal: ordinal, image: image, info: try txn.image(image),
-                       models: try models.filter { try txn.hasRecord(image: image, model: $0) })
+            let members = try txn.members(of: collection, offset: offset, limit: limit).map { member in
+                Member(ordinal: member.ordinal, image: member.image, info: try txn.image(member.image),
+                       models: try models.filter { try txn.hasRecord(image: member.image, model: $0) })
             }
             return Page(collection: collection, total: total, offset: offset, members: members)
         }
         guard let page else {
-            throw CommandFailure("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
+            throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
         print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreLMDB
 
 /// `voco debug store-fill`: writes synthetic records (SyntheticKV) into a store, a batch per
 /// transaction, each batch with its images and collection membership. Tests use it as a writer
@@ -30,9 +31,9 @@ struct StoreFillCommand: ParsableCommand {
         guard let codec = RecordCodec(name: codec) else { throw ValidationError("unknown codec '\(codec)'") }
         guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("unknown dtype '\(dtype)'") }
         guard records >= 0, batch > 0 else { throw ValidationError("--records must be >= 0 and --batch > 0") }
-        let store = try KVStore(path: location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
+        let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
-        try store.write { try $0.register(model) }
+        try store.register(model)
         for start in stride(from: first, to: first + records, by: batch) {
             let indices = start..<min(first + records, start + batch)
             let encoded = try indices.map { n in
@@ -49,6 +50,6 @@ struct StoreFillCommand: ParsableCommand {
             }
             if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
         }
-        print("model \(model.fingerprint.hex): wrote \(records) records into \(store.path)")
+        print("model \(model.fingerprint.hex): wrote \(records) records into \(store.location)")
     }
 }

@@ -8,6 +8,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
     case contextTooSmall(images: Int, imageRows: Int, promptTokens: Int, answerTokens: Int, needed: Int, contextLength: Int)
     case emptyQuestion
     case invalidSplit(path: String, line: Int, reason: String)
+    /// A cache that cannot pass between the engine and the store.
+    case cacheShape(reason: String)
 
     public var description: String {
         switch self {
@@ -23,6 +25,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
             return "the question is empty"
         case let .invalidSplit(path, line, reason):
             return "\(path):\(line): \(reason)"
+        case let .cacheShape(reason):
+            return "cache: \(reason)"
         }
     }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreLMDB
 
 /// Record sizes and store speed per codec, for a 7B-shaped record at k = 1 and tiny ones.
 /// The baseline is zstd alone (no byte shuffle) on the same F16 values, measured in the same run.
@@ -70,8 +71,8 @@ struct StoreBenchmark: ParsableCommand {
     private func measure(settings: CodecSettings, model: ModelDescriptor, caches: [KVTensors]) throws -> Result {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("voco-bench-store-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: path) }
-        let store = try KVStore(path: path, options: StoreOptions(create: true, codec: settings))
-        try store.write { try $0.register(model) }
+        let store = try LMDBStore.open(path: path, options: StoreOptions(create: true, codec: settings))
+        try store.register(model)
         let images = (0..<records).map { SyntheticKV.imageDigest($0) }
 
         // Batched writes: encode a batch, then one transaction (committed with a sync).

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VoCoStore
+@testable import VoCoStoreLMDB
 
 /// Tools/interop/read_records.py, written from Schemas/ alone, reads what Swift wrote.
 /// The interpreter is $VOCO_PYTHON (Tools/test makes one), else python3 on the PATH; it needs
@@ -69,9 +70,9 @@ import Testing
             // A corrupted record is refused by the Python reader too.
             let key = RecordKey(model: models[0].fingerprint, image: SyntheticKV.imageDigest(0), codec: codec)
             try store.write { txn in
-                var bytes = try #require(try txn.txn.get(store.databases.records, key.bytes).map { Array($0) })
+                var bytes = try #require(try txn.readTransaction.recordBytes(key))
                 bytes[RecordHeader.length + 1] ^= 0x40
-                try txn.txn.put(store.databases.records, key.bytes, bytes)
+                try txn.transaction.putRecord(key, bytes)
             }
             let refused = try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script, store.path])
             #expect(refused.status == 1 && refused.output.contains("checksum mismatch"), "\(codec.name): \(refused.output)")
