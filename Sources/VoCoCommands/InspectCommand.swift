@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
-import VoCoStoreLMDB
 
 /// `voco inspect ...`: see and check what a store holds.
 struct InspectCommand: ParsableCommand {
@@ -26,11 +25,11 @@ struct StoreLocation: ParsableArguments {
     @Option(name: .customLong("store"), help: "The store directory (default: $VOCO_STORE, else ~/.local/share/voco/store).")
     var store: String?
 
-    var path: String { store ?? LMDBStore.defaultPath }
+    var path: String { store ?? StoreOpening.defaultLocation }
 
     /// Opens the existing store; read-only unless `writable`.
     func open(writable: Bool = false) throws -> CacheStore {
-        try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable))
+        try StoreOpening.open(path, options: StoreOptions(readOnly: !writable))
     }
 }
 

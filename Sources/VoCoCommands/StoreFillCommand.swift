@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
-import VoCoStoreLMDB
 
 /// `voco debug store-fill`: writes synthetic records (SyntheticKV) into a store, a batch per
 /// transaction, each batch with its images and collection membership. Tests use it as a writer
@@ -31,7 +30,7 @@ struct StoreFillCommand: ParsableCommand {
         guard let codec = RecordCodec(name: codec) else { throw ValidationError("unknown codec '\(codec)'") }
         guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("unknown dtype '\(dtype)'") }
         guard records >= 0, batch > 0 else { throw ValidationError("--records must be >= 0 and --batch > 0") }
-        let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
+        let store = try StoreOpening.open(location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
         try store.register(model)
         for start in stride(from: first, to: first + records, by: batch) {

@@ -7,6 +7,7 @@ public struct VoCoCommand: ParsableCommand {
         abstract: "Compress images once into VoCo KV caches and answer questions from them.",
         subcommands: [
             AskCommand.self,
+            IngestCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
             DebugCommand.self,
