@@ -8,6 +8,7 @@ public struct VoCoCommand: ParsableCommand {
         subcommands: [
             AskCommand.self,
             IngestCommand.self,
+            IngestDaemonCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
             DebugCommand.self,
