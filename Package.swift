@@ -131,10 +131,14 @@ let package = Package(
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "SafeTensors", "voco"]),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
+        // Child processes, paths and generated images for the ingest and server tests.
+        .target(name: "VoCoTestSupport", dependencies: ["VoCoImage"], path: "Tests/VoCoTestSupport"),
         // `voco` is a dependency so that the ingest tests can run it as a child process and kill it.
-        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoStore", "VoCoStoreLMDB", "VoCoImage", "voco"],
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
+                                                         "VoCoTestSupport", "voco"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoImage", "voco"]),
+        .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
+                                                       "VoCoTestSupport", "voco"]),
     ],
     swiftLanguageModes: [.v5]
 )

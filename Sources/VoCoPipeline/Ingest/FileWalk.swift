@@ -86,6 +86,7 @@ private struct Walker {
         case S_IFDIR:
             let id = DirectoryID(device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
             if let first = walked[id] {
+                guard first != path else { return }  // named twice (overlapping arguments): walked once, nothing to report
                 let reason = ancestors.contains(id) ? "symbolic link loop: a folder that contains it (\(first))" : "the same folder as \(first), walked once"
                 problems.append(WalkProblem(path: path, reason: reason, isFailure: false))
                 return

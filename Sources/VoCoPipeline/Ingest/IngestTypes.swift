@@ -35,7 +35,7 @@ public struct IngestOptions: Sendable {
     public init(batchSize: Int = 16, prepareThreads: Int? = nil, readAhead: Int? = nil, limits: ImageLimits = .default) {
         self.batchSize = batchSize
         self.prepareThreads = prepareThreads ?? Self.defaultPrepareThreads
-        self.readAhead = readAhead ?? max(2 * batchSize, 8)
+        self.readAhead = readAhead ?? max(2 * min(max(batchSize, 1), Self.maximumBatchSize), 8)
         self.limits = limits
     }
 
