@@ -66,6 +66,9 @@ struct IngestDaemonCommand: ParsableCommand {
     @Option(help: "Threads that decode and preprocess ahead of the compression pass (default: half the cores).")
     var prepareThreads: Int?
 
+    @Flag(help: "Only accept uploads and spool files into the store's queue; other daemons on the store compress them.")
+    var noWorker = false
+
     @Option(help: "json (one object per line) or text.")
     var logFormat = "json"
 
@@ -92,7 +95,7 @@ struct IngestDaemonCommand: ParsableCommand {
         limits.maximumPixels = maxPixels
         return IngestDaemonOptions(uploads: uploads ?? Self.defaultUploads, spool: spool, maximumQueue: queueLimit,
                                    worker: IngestWorkerSettings(batchSize: batch, lease: lease, shutdownGrace: shutdownGrace),
-                                   spoolSettle: spoolSettle, prepareThreads: prepareThreads, limits: limits)
+                                   spoolSettle: spoolSettle, prepareThreads: prepareThreads, limits: limits, runWorker: !noWorker)
     }
 
     static var defaultUploads: String {
@@ -127,6 +130,12 @@ struct IngestDaemonCommand: ParsableCommand {
         let options = server
         try runBlocking { try await ServerFoundation.run(application, options: options, logger: logger) }
         logger.info("stopped")
+        // A batch handed back at shutdown may still be computing on its thread; what it would
+        // still commit a retry commits too. Exit now, without the C libraries' exit handlers:
+        // OpenBLAS's waits for its threads, and hangs while a GEMM is in flight.
+        fflush(stdout)
+        fflush(stderr)
+        _exit(0)
     }
 }
 

@@ -23,9 +23,13 @@ public struct IngestDaemonOptions: Sendable {
     public var spoolInterval: TimeInterval
     public var prepareThreads: Int?
     public var limits: ImageLimits
+    /// False for a daemon that only accepts (uploads, spool) into the queue, leaving the
+    /// compression to other daemons on the same store.
+    public var runWorker: Bool
 
     public init(uploads: String, spool: String? = nil, maximumQueue: Int = 10_000, worker: IngestWorkerSettings = IngestWorkerSettings(),
-                spoolSettle: TimeInterval = 2, spoolInterval: TimeInterval = 1, prepareThreads: Int? = nil, limits: ImageLimits = .default) {
+                spoolSettle: TimeInterval = 2, spoolInterval: TimeInterval = 1, prepareThreads: Int? = nil, limits: ImageLimits = .default,
+                runWorker: Bool = true) {
         self.uploads = uploads
         self.spool = spool
         self.maximumQueue = maximumQueue
@@ -34,6 +38,7 @@ public struct IngestDaemonOptions: Sendable {
         self.spoolInterval = spoolInterval
         self.prepareThreads = prepareThreads
         self.limits = limits
+        self.runWorker = runWorker
     }
 
     /// Why these options cannot run, or nil.
@@ -52,7 +57,7 @@ public struct IngestDaemonOptions: Sendable {
 public final class IngestModule: ServerModule, @unchecked Sendable {
     public let ingestor: Ingestor
     let intake: IngestIntake
-    let worker: IngestWorker
+    let worker: IngestWorker?
     let watcher: SpoolWatcher?
     let routes: IngestRoutes
     let logger: Logger
@@ -70,7 +75,8 @@ public final class IngestModule: ServerModule, @unchecked Sendable {
                               wake: { relay.wake() })
         let intake = self.intake
         let ingestMetrics = IngestMetrics(metrics, queue: store.jobs)
-        worker = IngestWorker(ingestor: ingestor, intake: intake, metrics: ingestMetrics, logger: logger, settings: options.worker)
+        worker = options.runWorker
+            ? IngestWorker(ingestor: ingestor, intake: intake, metrics: ingestMetrics, logger: logger, settings: options.worker) : nil
         relay.target = worker
         watcher = folders.spool.map {
             SpoolWatcher(intake: intake, spool: $0, settle: options.spoolSettle, interval: options.spoolInterval, logger: logger)
@@ -80,14 +86,19 @@ public final class IngestModule: ServerModule, @unchecked Sendable {
         let reconciled = try intake.reconcile()
         logger.info("ingest ready", metadata: [
             "store": "\(store.location)", "model": "\(ingestor.fingerprint.hex)", "uploads": "\(folders.uploads)",
-            "spool": "\(folders.spool ?? "none")", "reconciled_enqueued": "\(reconciled.enqueued)",
+            "spool": "\(folders.spool ?? "none")", "worker": "\(options.runWorker)", "reconciled_enqueued": "\(reconciled.enqueued)",
             "reconciled_settled": "\(reconciled.settled)", "reconciled_discarded": "\(reconciled.discarded)",
         ])
     }
 
     public func addRoutes(to router: Router<ServerContext>) { routes.add(to: router) }
 
-    public var services: [any Service] { [worker] + (watcher.map { [$0] } ?? []) }
+    /// After the server stopped: waits for the worker's thread to leave its loop (a batch it
+    /// handed back may still be computing); false on timeout. A process about to exit should
+    /// wait, or leave with `_exit`: OpenBLAS's exit handler hangs while a GEMM is in flight.
+    public func waitForWorker(timeout: TimeInterval) -> Bool { worker?.waitForThread(timeout: timeout) ?? true }
+
+    public var services: [any Service] { (worker.map { [$0] } ?? []) + (watcher.map { [$0] } ?? []) }
 
     public func health() async -> ModuleHealth {
         let queue = intake.queue

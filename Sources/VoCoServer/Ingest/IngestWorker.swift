@@ -46,7 +46,10 @@ final class IngestWorker: Service, @unchecked Sendable {
     private var stopRequested = false
     private var wakeRequested = false
     private var inFlight: [JobID] = []
+    /// A claim transaction is running: its jobs are not in `inFlight` yet.
+    private var claiming = false
     private var finished = false
+    private var threadDone = false
     private var waiter: CheckedContinuation<Void, Never>?
 
     init(ingestor: Ingestor, intake: IngestIntake, metrics: IngestMetrics, logger: Logger, settings: IngestWorkerSettings) {
@@ -71,6 +74,10 @@ final class IngestWorker: Service, @unchecked Sendable {
     func run() async {
         let thread = Thread { [self] in
             loop()
+            state.withLock {
+                threadDone = true
+                state.broadcast()
+            }
             markFinished()
         }
         thread.name = "voco-ingest-worker"
@@ -92,7 +99,15 @@ final class IngestWorker: Service, @unchecked Sendable {
 
     // MARK: Stopping
 
-    private var shouldStop: Bool { state.withLock { stopRequested } }
+    /// Waits until the worker's thread has left its loop (a batch handed back at shutdown may
+    /// still be computing after `run` returned); false on timeout.
+    func waitForThread(timeout: TimeInterval) -> Bool {
+        state.withLock {
+            let until = Date().addingTimeInterval(timeout)
+            while !threadDone { if !state.wait(until: until) { return threadDone } }
+            return true
+        }
+    }
 
     private func requestStop() {
         state.withLock {
@@ -100,7 +115,10 @@ final class IngestWorker: Service, @unchecked Sendable {
             state.broadcast()
         }
         DispatchQueue.global().asyncAfter(deadline: .now() + settings.shutdownGrace) { [self] in
-            let ids = state.withLock { finished ? [] : inFlight }
+            let ids = state.withLock { () -> [JobID] in
+                while claiming { state.wait() }  // a claim in progress: its jobs are handed back too
+                return finished ? [] : inFlight
+            }
             guard !ids.isEmpty else { return markFinished() }
             do {
                 try queue.release(ids, worker: id)
@@ -137,10 +155,24 @@ final class IngestWorker: Service, @unchecked Sendable {
 
     private func loop() {
         var backoff = 0.5
-        while !shouldStop {
+        while true {
             let claimed: [ClaimedJob]
             do {
+                // Claiming and recording what was claimed happen under the stop check, so that
+                // a shutdown hands back every job this worker holds.
+                guard state.withLock({ () -> Bool in
+                    guard !stopRequested else { return false }
+                    claiming = true
+                    return true
+                }) else { break }
+                defer {
+                    state.withLock {
+                        claiming = false
+                        state.broadcast()
+                    }
+                }
                 claimed = try queue.claim(worker: id, limit: settings.batchSize, lease: settings.lease)
+                state.withLock { inFlight = claimed.map(\.id) }
             } catch {
                 logger.error("cannot claim jobs; retrying", metadata: ["error": "\(error)", "retry_seconds": "\(backoff)"])
                 pause(backoff)
@@ -151,7 +183,6 @@ final class IngestWorker: Service, @unchecked Sendable {
                 pause(settings.idlePoll)
                 continue
             }
-            state.withLock { inFlight = claimed.map(\.id) }
             let renewal = renewLeases()
             do {
                 try process(claimed)
