@@ -132,7 +132,7 @@ let package = Package(
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
         // Child processes, paths and generated images for the ingest and server tests.
-        .target(name: "VoCoTestSupport", dependencies: ["VoCoImage"], path: "Tests/VoCoTestSupport"),
+        .target(name: "VoCoTestSupport", dependencies: ["VoCoImage", "VoCoStore"], path: "Tests/VoCoTestSupport"),
         // `voco` is a dependency so that the ingest tests can run it as a child process and kill it.
         .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
                                                          "VoCoTestSupport", "voco"],

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Foundation
-import VoCoImage
 import VoCoPipeline
 import VoCoStore
 
@@ -28,20 +27,7 @@ struct IngestCommand: ParsableCommand {
     @Option(help: "The collection the images join (created when new).")
     var collection: String
 
-    @Option(help: "The store directory, created when missing (default: $VOCO_STORE, else ~/.local/share/voco/store).")
-    var store: String?
-
-    @Option(help: "Model directory (default: $VOCO_MODEL, else the bundled Models/voco-shapes).")
-    var model: String?
-
-    @Option(help: "Files per write transaction.")
-    var batch = 16
-
-    @Option(help: "Threads that decode and preprocess ahead of the compression pass (default: half the cores).")
-    var prepareThreads: Int?
-
-    @Option(help: "Refuse images with more pixels than this.")
-    var maxPixels = ImageLimits.default.maximumPixels
+    @OptionGroup var ingest: IngestArguments
 
     @Flag(help: "JSON lines: progress objects, then the summary (the default when stdout is not a terminal).")
     var json = false
@@ -52,20 +38,13 @@ struct IngestCommand: ParsableCommand {
     func validate() throws {
         guard !paths.isEmpty else { throw ValidationError("give at least one file or folder to ingest") }
         do { try CollectionName.validate(collection) } catch { throw ValidationError("--collection: \(error)") }
-        let options = IngestOptions(batchSize: batch, prepareThreads: prepareThreads)
-        if let problem = options.problem() { throw ValidationError(problem) }
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0 (got \(maxPixels))") }
     }
 
     func run() throws {
         let stop = StopSignals()
         let output = IngestOutput(json: json || isatty(STDOUT_FILENO) == 0)
-        let store = try StoreOpening.open(self.store ?? StoreOpening.defaultLocation, options: StoreOptions(create: true))
-        let answering = try AnsweringModel(directory: model ?? DefaultModel.path())
-        var limits = ImageLimits.default
-        limits.maximumPixels = maxPixels
-        let ingestor = try Ingestor(store: store, model: answering,
-                                    options: IngestOptions(batchSize: batch, prepareThreads: prepareThreads, limits: limits))
+        let (store, answering) = try ingest.open()
+        let ingestor = try Ingestor(store: store, model: answering, options: ingest.options)
         let summary = try ingestor.ingest(paths: paths, into: collection, shouldStop: { stop.received }, onProgress: output.progress)
         try output.summary(summary)
         if summary.stopped { throw ExitCode(Self.exitInterrupted) }

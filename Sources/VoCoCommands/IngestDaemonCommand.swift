@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import VoCoImage
 import VoCoPipeline
 import VoCoServer
 import VoCoStore
@@ -21,11 +20,7 @@ struct IngestDaemonCommand: ParsableCommand {
             """
     )
 
-    @Option(help: "The store directory, created when missing (default: $VOCO_STORE, else ~/.local/share/voco/store).")
-    var store: String?
-
-    @Option(help: "Model directory (default: $VOCO_MODEL, else the bundled Models/voco-shapes).")
-    var model: String?
+    @OptionGroup var ingest: IngestArguments
 
     @Option(help: "Address to listen on: HOST, HOST:PORT, :PORT or [IPv6]:PORT (default 127.0.0.1:\(Self.defaultPort); port 0 = any free port).")
     var listen = "\(ServerOptions.defaultHost):\(Self.defaultPort)"
@@ -42,9 +37,6 @@ struct IngestDaemonCommand: ParsableCommand {
     @Option(help: "Where uploads wait for their jobs (default: $XDG_STATE_HOME/voco/uploads, else ~/.local/state/voco/uploads).")
     var uploads: String?
 
-    @Option(help: "Jobs per batch (one write transaction).")
-    var batch = 16
-
     @Option(help: "Waiting + running jobs at which uploads get 503 (Retry-After) and the spool waits.")
     var queueLimit = 10_000
 
@@ -59,12 +51,6 @@ struct IngestDaemonCommand: ParsableCommand {
 
     @Option(help: "Largest request body, in bytes.")
     var maxBodyBytes = 64 << 20
-
-    @Option(help: "Refuse images with more pixels than this (the job fails).")
-    var maxPixels = ImageLimits.default.maximumPixels
-
-    @Option(help: "Threads that decode and preprocess ahead of the compression pass (default: half the cores).")
-    var prepareThreads: Int?
 
     @Flag(help: "Only accept uploads and spool files into the store's queue; other daemons on the store compress them.")
     var noWorker = false
@@ -82,7 +68,6 @@ struct IngestDaemonCommand: ParsableCommand {
         guard ["json", "text"].contains(logFormat) else { throw ValidationError("--log-format must be json or text") }
         guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
         guard (1...(1 << 34)).contains(maxBodyBytes) else { throw ValidationError("--max-body-bytes must be 1 to \(1 << 34)") }
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be > 0") }
         if let problem = daemonOptions().problem() { throw ValidationError(problem) }
     }
 
@@ -91,11 +76,9 @@ struct IngestDaemonCommand: ParsableCommand {
     }
 
     func daemonOptions() -> IngestDaemonOptions {
-        var limits = ImageLimits.default
-        limits.maximumPixels = maxPixels
-        return IngestDaemonOptions(uploads: uploads ?? Self.defaultUploads, spool: spool, maximumQueue: queueLimit,
-                                   worker: IngestWorkerSettings(batchSize: batch, lease: lease, shutdownGrace: shutdownGrace),
-                                   spoolSettle: spoolSettle, prepareThreads: prepareThreads, limits: limits, runWorker: !noWorker)
+        IngestDaemonOptions(uploads: uploads ?? Self.defaultUploads, spool: spool, maximumQueue: queueLimit,
+                            worker: IngestWorkerSettings(batchSize: ingest.batch, lease: lease, shutdownGrace: shutdownGrace),
+                            spoolSettle: spoolSettle, prepareThreads: ingest.prepareThreads, limits: ingest.limits, runWorker: !noWorker)
     }
 
     static var defaultUploads: String {
@@ -116,8 +99,7 @@ struct IngestDaemonCommand: ParsableCommand {
         let (host, port) = try listenAddress()
         var server = ServerOptions(host: host, port: port, maximumBodyBytes: maxBodyBytes)
         if let tokenFile { server.token = try ServerOptions.readToken(file: tokenFile) }
-        let store = try StoreOpening.open(self.store ?? StoreOpening.defaultLocation, options: StoreOptions(create: true))
-        let answering = try AnsweringModel(directory: model ?? DefaultModel.path())
+        let (store, answering) = try ingest.open()
         let metrics = ServerMetrics()
         let module = try IngestModule(store: store, model: answering, options: daemonOptions(), server: server, metrics: metrics, logger: logger)
         let portFile = self.portFile

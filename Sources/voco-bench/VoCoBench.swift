@@ -13,6 +13,7 @@ struct VoCoBench: ParsableCommand {
             StoreBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
+            IngestBenchmark.self,
         ]
     )
 }

@@ -1,5 +1,6 @@
 import Foundation
 import VoCoImage
+import VoCoStore
 
 // MARK: - Small images made in the test, not committed
 
@@ -17,11 +18,8 @@ public enum SyntheticImages {
     }
 
     public static func jpeg(seed: UInt64, size: Int = 48) -> [UInt8] {
-        var state = seed &+ 0x9E37_79B9_7F4A_7C15
-        func next() -> Int {
-            state = state &* 6364136223846793005 &+ 1442695040888963407
-            return Int(truncatingIfNeeded: state >> 33)
-        }
+        var generator = SplitMix64(seed: seed)
+        func next() -> Int { Int(truncatingIfNeeded: generator.next() >> 33) }
         let background = (UInt8(next() % 256), UInt8(next() % 256), UInt8(next() % 256))
         let colour = (UInt8(next() % 256), UInt8(next() % 256), UInt8(next() % 256))
         var image = RGBImage(width: size, height: size, fill: background)

@@ -153,6 +153,29 @@ public final class Ingestor: @unchecked Sendable {
         return try store.encode(try model.storeTensors(cache), image: digest, model: descriptor)
     }
 
+    // MARK: Each stage alone (for benchmarks)
+
+    /// The first stage alone, as `run` runs it (read, hash, look up, decode and preprocess on
+    /// the prepare threads, handed over in order), the results dropped: how fast it can feed
+    /// the compression pass. Returns how many files became pixels.
+    public func prepareOnly(_ sources: [IngestSource]) -> Int {
+        let prefetch = OrderedPrefetch(count: sources.count, threads: options.prepareThreads, window: options.readAhead) { [self] i in
+            prepare(sources[i])
+        }
+        defer { prefetch.cancel() }
+        var images = 0
+        while let prepared = prefetch.next() {
+            if case .image(_, _, _, pixels: .some) = prepared { images += 1 }
+        }
+        return images
+    }
+
+    /// The second stage alone on one image's preprocessed pixels ([3][size][size]): the
+    /// compression pass and the record's encoding. Returns the record's size.
+    public func compressOnly(_ pixels: [Float], digest: Digest) throws -> Int {
+        try compress(pixels, digest: digest).bytes.count
+    }
+
     /// An error's text without a leading "PATH: " (the outcome carries the path).
     static func describe(_ error: Error, path: String) -> String {
         let text = String(describing: error)

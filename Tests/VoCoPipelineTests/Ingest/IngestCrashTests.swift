@@ -50,7 +50,7 @@ import VoCoTestSupport
         // second: store creation, model registration), or once the collection holds a random
         // number of images, then a random 0-60 ms later (mid-batch, mid-commit). Restart until a
         // run finishes; several rounds, each from an empty store.
-        var generator = SeededGenerator(seed: 13)
+        var generator = SplitMix64(seed: 13)
         var kills = 0, rounds = 0
         while kills < 24 || rounds < 3, rounds < 12 {
             rounds += 1
@@ -112,18 +112,5 @@ import VoCoTestSupport
             #expect(verify == 0)
         }
         #expect(try StoreSnapshot(scratchStoreReopen(store)).records.count == order.count)
-    }
-}
-
-/// A small deterministic generator (SplitMix64) so the kill times repeat from run to run.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
