@@ -36,6 +36,12 @@ for _ in $(seq 300); do [ -s "$work/port" ] && break; sleep 0.1; done
 [ -s "$work/port" ] || { echo "voco ingestd did not start:" >&2; cat "$work/daemon.log" >&2; exit 1; }
 port="$(tr -d '\n' < "$work/port")"
 
-"$venv/bin/schemathesis" run "$root/Schemas/ingest-api.json" --url "http://127.0.0.1:$port" \
-  --header "Authorization: Bearer $(cat "$work/token")" --checks all --max-examples "$examples" \
-  --exclude-checks ignored_auth
+# The upload's body must be a JPEG or PNG by content, which no JSON Schema can say: other bytes of
+# a "valid" string get 415 not-an-image, allowed here for that operation only.
+cat > "$work/schemathesis.toml" <<'TOML'
+[[operations]]
+include-name = "POST /v1/collections/{collection}/images"
+checks.positive_data_acceptance.expected-statuses = ["2xx", "401", "415", "503"]
+TOML
+"$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" run "$root/Schemas/ingest-api.json" --url "http://127.0.0.1:$port" \
+  --header "Authorization: Bearer $(cat "$work/token")" --checks all --max-examples "$examples"

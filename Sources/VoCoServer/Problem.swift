@@ -75,12 +75,19 @@ public struct Problem: Error, HTTPResponseError, Sendable, CustomStringConvertib
 /// error reaches a client in another shape. Unknown errors are logged and answered as `internal`
 /// without their text (it may name server paths).
 struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The routes, to tell a wrong method (405) from a wrong path (404).
+    let routes: RouteTable
+
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         do {
             return try await next(request, context)
         } catch let problem as Problem {
             return try problem.response(from: request, context: context)
         } catch let error as HTTPError {
+            if error.status == .notFound, let allowed = routes.methods(for: request.uri.path) {
+                return try Problem(.methodNotAllowed, "\(request.method.rawValue) is not one of this path's methods: \(allowed)",
+                                   headers: [.allow: allowed]).response(from: request, context: context)
+            }
             return try Self.problem(error.status, detail: error.body, headers: error.headers).response(from: request, context: context)
         } catch let error as any HTTPResponseError {
             return try Self.problem(error.status, detail: nil, headers: [:]).response(from: request, context: context)
@@ -95,5 +102,30 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
         let type = ProblemType.shared.first { $0.status == status } ?? ProblemType("http-\(status.code)", status, status.reasonPhrase)
         let detail = detail ?? (status == .notFound ? "no route for this path and method" : status.reasonPhrase)
         return Problem(type, detail, headers: headers)
+    }
+}
+
+// MARK: - Which methods a path has
+
+/// The router's routes as path patterns (`{name}` matches one segment), filled once the routes
+/// are added.
+final class RouteTable: @unchecked Sendable {
+    private let lock = NSLock()
+    private var routes: [(segments: [Substring], method: String)] = []
+
+    func fill(_ descriptions: [(path: String, method: String)]) {
+        lock.withLock { routes = descriptions.map { ($0.path.split(separator: "/"), $0.method) } }
+    }
+
+    /// "GET, POST" when `path` matches a route with some method; nil when it matches none.
+    func methods(for path: String) -> String? {
+        let segments = path.split(separator: "/")
+        let methods = lock.withLock {
+            routes.filter { route in
+                route.segments.count == segments.count
+                    && zip(route.segments, segments).allSatisfy { $0.hasPrefix("{") || $0.hasPrefix(":") || $0 == $1 }
+            }.map(\.method)
+        }
+        return methods.isEmpty ? nil : Set(methods).sorted().joined(separator: ", ")
     }
 }

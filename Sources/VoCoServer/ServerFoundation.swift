@@ -49,7 +49,8 @@ public enum ServerFoundation {
     /// The router with the shared middleware and routes, then each module's routes.
     public static func buildRouter(options: ServerOptions, modules: [any ServerModule], metrics: ServerMetrics) -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
-        router.add(middleware: ProblemMiddleware())
+        let routes = RouteTable()
+        router.add(middleware: ProblemMiddleware(routes: routes))
         router.add(middleware: RequestMetricsMiddleware(metrics: metrics))
         if let token = options.token {
             router.add(middleware: BearerAuthMiddleware(token: Array(token.utf8), openPaths: openPaths))
@@ -65,6 +66,7 @@ public enum ServerFoundation {
                      body: .init(byteBuffer: ByteBuffer(bytes: metrics.scrape())))
         }
         for module in modules { module.addRoutes(to: router) }
+        routes.fill(router.routes.map { ($0.path.description, $0.method.rawValue) })
         return router
     }
 

@@ -43,71 +43,132 @@ struct IngestBenchmark: ParsableCommand {
     @Option(help: "Prepare threads (default: half the cores).")
     var prepareThreads: Int?
 
-    @Option(help: "How many images the compression-alone bound compresses (cycling over at most 32 preloaded).")
-    var boundImages = 200
+    @Option(help: "Compute threads of the compression pass (default: every core).")
+    var threads: Int?
+
+    @Option(help: "Rounds of the three-way comparison (each: ingest, decode+preprocess alone, compression alone).")
+    var rounds = 3
+
+    @Option(help: "Images per phase of a round (default: up to 200 of the files).")
+    var slice: Int?
 
     func run() throws {
         var files = FileWalk.collect([images]).files
         if let count { files = Array(files.prefix(count)) }
-        guard !files.isEmpty, boundImages > 0 else { throw ValidationError("no files under \(images), or --bound-images < 1") }
+        let slice = min(self.slice ?? 200, files.count)
+        guard !files.isEmpty, rounds > 0, slice > 0 else { throw ValidationError("no files under \(images), or --rounds / --slice < 1") }
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("voco-bench-ingest-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: scratch) }
         let directory = clipL ? try Self.writeCLIPLModel(to: scratch + "/model") : (model ?? DefaultModel.path())
-        let answering = try AnsweringModel(directory: directory)
+        let answering = try AnsweringModel(directory: directory, options: LoadOptions(compute: ComputeContext(threads: threads)))
         let options = IngestOptions(batchSize: batch, prepareThreads: prepareThreads)
-        let sources = files.map { IngestSource(path: $0, collection: "bench") }
         let vision = try requireVisionTower(answering)
-        print("model: \(clipL ? "random CLIP-L/336 tower + small LM" : directory); tower \(vision.config.hiddenSize) wide, \(vision.config.numHiddenLayers) layers, \(vision.config.imageSize) px, \(vision.featureCount) patches")
-        print("images: \(files.count) files from \(images); batch \(batch), \(options.prepareThreads) prepare thread(s), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        print("model: \(clipL ? "random CLIP-L/336 tower (F16) + 4-layer LM" : directory); tower \(vision.config.hiddenSize) wide, \(vision.config.numHiddenLayers) layers, \(vision.config.imageSize) px, \(vision.featureCount) patches")
+        print("images: \(files.count) files from \(images); batch \(batch), \(options.prepareThreads) prepare thread(s), \(answering.engine.compute.threads.count) compute thread(s), \(ProcessInfo.processInfo.activeProcessorCount) cores, load average \(Self.loadAverage())")
 
-        // 1. The whole ingest into a new store (what `voco ingest` does after the walk).
-        let store = try LMDBStore.open(path: scratch + "/store", options: StoreOptions(create: true))
-        let ingestor = try Ingestor(store: store, model: answering, options: options)
-        var compressed = 0, stored = 0
-        let ingestStart = DispatchTime.now().uptimeNanoseconds
-        try ingestor.run(sources) { batch in
-            for result in batch.results { if case let .compressed(_, bytes) = result.outcome { compressed += 1; stored += bytes } }
-        }
-        let ingestSeconds = Self.since(ingestStart)
-        let rss = Self.peakRSSMiB()
-        print("peak RSS after the ingest: \(formatted(rss, 1)) MiB")
+        // 1. The whole ingest of every file into a new store, then the process's memory.
+        let full = try Self.ingest(files, answering: answering, options: options, store: scratch + "/full")
+        let memory = Self.memoryMiB()
+        print("whole ingest: \(full.images) images in \(formatted(full.seconds, 2)) s (\(formatted(100 * full.commitSeconds / full.seconds, 1))% in commits) = \(Self.rate(full.rate)) images/s, \(formatted(full.cpuPerImage * 1000, 2)) CPU-ms per image, \(full.bytes / max(1, full.images)) bytes per record")
+        print("memory: peak RSS \(formatted(memory.peak, 1)) MiB; largest after a batch: anonymous \(formatted(full.largestMiB.anonymous, 1)) MiB, file-backed \(formatted(full.largestMiB.file, 1)) MiB (the binary, the model, the store's map); after the ingest: anonymous \(formatted(memory.anonymous, 1)) MiB")
 
-        // 2. Decode + preprocess alone: the prepare stage over the same files, a store without records.
-        let empty = try LMDBStore.open(path: scratch + "/empty", options: StoreOptions(create: true))
-        let preparer = try Ingestor(store: empty, model: answering, options: options)
-        let prepareStart = DispatchTime.now().uptimeNanoseconds
-        let prepared = preparer.prepareOnly(sources)
-        let prepareSeconds = Self.since(prepareStart)
-
-        // 3. Compression + encoding alone on preloaded pixels (up to 32 images, cycled).
+        // 2. Rounds over slices of the files: the ingest, then each stage alone, interleaved so
+        //    that a shared machine's load weighs on all three alike.
         guard let preprocessor = answering.preprocessor else { throw ValidationError("\(directory): no image preprocessor") }
-        var pixels: [[Float]] = []
-        for path in files where pixels.count < 32 {
-            guard let loaded = try? ImageFile.load(path: path), let tensor = try? preprocessor.tensor(loaded.image) else { continue }
-            pixels.append(tensor.values)
+        var rates: [(ingest: Measure, prepare: Measure, compress: Measure)] = []
+        for round in 0..<rounds {
+            let start = (round * slice) % files.count
+            let part = Array((files + files)[start..<(start + slice)])
+            let ingest = try Self.ingest(part, answering: answering, options: options, store: scratch + "/round-\(round)")
+            let empty = try Ingestor(store: try LMDBStore.open(path: scratch + "/empty-\(round)", options: StoreOptions(create: true)),
+                                     model: answering, options: options)
+            let prepare = try Self.measure { empty.prepareOnly(part.map { IngestSource(path: $0, collection: "bench") }) }
+            var pixels: [[Float]] = []  // at most 32 preloaded, cycled
+            for path in part where pixels.count < 32 {
+                guard let loaded = try? ImageFile.load(path: path), let tensor = try? preprocessor.tensor(loaded.image) else { continue }
+                pixels.append(tensor.values)
+            }
+            guard !pixels.isEmpty else { throw ValidationError("no image among the files decodes") }
+            let compress = try Self.measure {
+                for i in 0..<slice { _ = try empty.compressOnly(pixels[i % pixels.count], digest: Digest.sha256([UInt8(i % 251)])) }
+                return slice
+            }
+            rates.append((ingest, prepare, compress))
+            print("round \(round + 1): ingest \(Self.rate(ingest.rate)) (\(formatted(100 * ingest.commitSeconds / ingest.seconds, 1))% in commits), decode+preprocess alone \(Self.rate(prepare.rate)), compression+encoding alone \(Self.rate(compress.rate)) images/s -> \(formatted(100 * ingest.rate / min(prepare.rate, compress.rate), 1))% of the slower")
         }
-        _ = try preparer.compressOnly(pixels[0], digest: Digest.sha256([0]))  // warm-up
-        let compressStart = DispatchTime.now().uptimeNanoseconds
-        for i in 0..<boundImages { _ = try preparer.compressOnly(pixels[i % pixels.count], digest: Digest.sha256([UInt8(i % 251)])) }
-        let compressSeconds = Self.since(compressStart)
+        let median = { (values: [Double]) in values.sorted()[values.count / 2] }
+        let ingestRate = median(rates.map(\.ingest.rate)), prepareRate = median(rates.map(\.prepare.rate))
+        let compressRate = median(rates.map(\.compress.rate))
+        print("median of \(rounds) rounds of \(slice) images: ingest \(Self.rate(ingestRate)), decode+preprocess alone \(Self.rate(prepareRate)), compression+encoding alone \(Self.rate(compressRate)) images/s")
+        print("CPU-ms per image (all threads): ingest \(formatted(median(rates.map(\.ingest.cpuPerImage)) * 1000, 2)), decode+preprocess \(formatted(median(rates.map(\.prepare.cpuPerImage)) * 1000, 2)), compression+encoding \(formatted(median(rates.map(\.compress.cpuPerImage)) * 1000, 2))")
+        print("ingest / slower bound: \(formatted(100 * ingestRate / min(prepareRate, compressRate), 1))% (goal >= 90%)")
+    }
 
-        let ingestRate = Double(compressed) / ingestSeconds
-        let prepareRate = Double(prepared) / prepareSeconds, compressRate = Double(boundImages) / compressSeconds
-        let bound = min(prepareRate, compressRate)
-        print("ingest: \(formatted(ingestRate, 1)) images/s (\(compressed) compressed in \(formatted(ingestSeconds, 2)) s, \(stored / max(1, compressed)) bytes per record)")
-        print("decode + preprocess alone: \(formatted(prepareRate, 1)) images/s (\(prepared) images)")
-        print("compression + encoding alone: \(formatted(compressRate, 1)) images/s (\(boundImages) images)")
-        print("ingest / slower bound: \(formatted(100 * ingestRate / bound, 1))% (goal >= 90%)")
+    /// Images through a stage, wall seconds and the process's CPU seconds (all threads).
+    struct Measure {
+        var images = 0, bytes = 0
+        var seconds = 0.0, cpu = 0.0
+        /// Of `seconds`, in write transactions (ingest only).
+        var commitSeconds = 0.0
+        /// The largest anonymous and file-backed RSS seen after a batch (ingest only).
+        var largestMiB = (anonymous: 0.0, file: 0.0)
+        var rate: Double { Double(images) / seconds }
+        var cpuPerImage: Double { cpu / Double(max(1, images)) }
+    }
+
+    static func measure(_ body: () throws -> Int) rethrows -> Measure {
+        let (wall, cpu) = (DispatchTime.now().uptimeNanoseconds, cpuSeconds())
+        let images = try body()
+        return Measure(images: images, seconds: since(wall), cpu: cpuSeconds() - cpu)
+    }
+
+    /// Every file through `Ingestor.run` into a new store (what `voco ingest` does after the walk).
+    static func ingest(_ files: [String], answering: AnsweringModel, options: IngestOptions, store path: String) throws -> Measure {
+        let ingestor = try Ingestor(store: try LMDBStore.open(path: path, options: StoreOptions(create: true)), model: answering, options: options)
+        var bytes = 0, commits = 0.0, anonymous = 0.0, file = 0.0
+        var measure = try measure {
+            var compressed = 0
+            try ingestor.run(files.map { IngestSource(path: $0, collection: "bench") }) { batch in
+                for result in batch.results { if case let .compressed(_, size) = result.outcome { compressed += 1; bytes += size } }
+                commits += batch.commitSeconds
+                let memory = memoryMiB()
+                (anonymous, file) = (max(anonymous, memory.anonymous), max(file, memory.file))
+            }
+            return compressed
+        }
+        measure.bytes = bytes
+        measure.commitSeconds = commits
+        measure.largestMiB = (anonymous, file)
+        return measure
     }
 
     // MARK: Helpers
 
+    /// A rate with three significant digits or one decimal, whichever shows more.
+    static func rate(_ value: Double) -> String { value < 10 ? String(format: "%.3g", value) : formatted(value, 1) }
+
     static func since(_ start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
 
-    static func peakRSSMiB() -> Double {
+    static func cpuSeconds() -> Double {
         var usage = rusage()
         getrusage(RUSAGE_SELF.rawValue, &usage)
-        return Double(usage.ru_maxrss) / 1024  // KiB on Linux
+        let user = Double(usage.ru_utime.tv_sec) + Double(usage.ru_utime.tv_usec) / 1e6
+        return user + Double(usage.ru_stime.tv_sec) + Double(usage.ru_stime.tv_usec) / 1e6
+    }
+
+    /// VmHWM, RssAnon and RssFile of /proc/self/status, in MiB.
+    static func memoryMiB() -> (peak: Double, anonymous: Double, file: Double) {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        func field(_ name: String) -> Double {
+            guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(name + ":") }),
+                  let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) }) else { return .nan }
+            return kib / 1024
+        }
+        return (field("VmHWM"), field("RssAnon"), field("RssFile"))
+    }
+
+    static func loadAverage() -> String {
+        ((try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8)) ?? "?").split(separator: " ").prefix(3).joined(separator: " ")
     }
 
     /// A random CLIP-L/336 tower (OpenAI's preprocessing) under a 4-layer LM, with the bundled

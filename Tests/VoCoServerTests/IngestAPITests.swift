@@ -75,6 +75,10 @@ import VoCoTestSupport
         try expectProblem(try await client.get("/v1/jobs/424242"), 404, "job-not-found")
         try expectProblem(try await client.get("/v1/collections/c/jobs?limit=0"), 400, "invalid-query")
         try expectProblem(try await client.get("/nowhere"), 404, "not-found")
+        let wrongMethod = try await client.send("DELETE", "/v1/jobs/1")
+        try expectProblem(wrongMethod, 405, "method-not-allowed")
+        #expect(wrongMethod.headers["allow"] == "GET")
+        #expect(try await client.send("PUT", "/v1/collections/c/images").headers["allow"] == "POST")
         #expect(try server.store.jobs.counts().total == 0)
         try await server.stop()
     }

@@ -51,21 +51,31 @@ public final class Ingestor: @unchecked Sendable {
         public var added: Int
         /// Seconds from the batch's first file to its commit.
         public var seconds: Double
+        /// Of those, the write transaction's.
+        public var commitSeconds: Double
     }
 
     /// Runs `sources` through the pipeline in order, calling `onBatch` after each commit.
     /// Returns false when `shouldStop` ended the run early (checked between batches; what was
     /// committed stays). Store errors stop the run and are thrown; file errors are outcomes.
+    /// A batch is committed on a thread of its own while the next one is compressed; commits
+    /// happen one at a time, in order, and `onBatch` runs on the calling thread.
     @discardableResult
     public func run(_ sources: [IngestSource], shouldStop: () -> Bool = { false }, onBatch: (Batch) throws -> Void) throws -> Bool {
         let prefetch = OrderedPrefetch(count: sources.count, threads: options.prepareThreads, window: options.readAhead) { [self] i in
             prepare(sources[i])
         }
         defer { prefetch.cancel() }
+        var committing: BackgroundCommit?
+        defer { committing?.wait() }  // never return with a transaction still running
         var compressedThisRun = Set<Digest>()
         var index = 0
+        var finished = true
         while index < sources.count {
-            if shouldStop() { return false }
+            if shouldStop() {
+                finished = false
+                break
+            }
             let start = Date()
             var pending = PendingBatch()
             for source in sources[index..<min(sources.count, index + options.batchSize)] {
@@ -78,10 +88,14 @@ public final class Ingestor: @unchecked Sendable {
                 })
             }
             index += pending.results.count
-            let added = try pending.commit(to: store)
-            try onBatch(Batch(results: pending.results, added: added, seconds: Date().timeIntervalSince(start)))
+            if let previous = committing { try onBatch(try previous.result()) }
+            committing = BackgroundCommit(pending, store: store, started: start)
         }
-        return true
+        if let last = committing {
+            committing = nil
+            try onBatch(try last.result())
+        }
+        return finished
     }
 
     // MARK: Prepare (other threads): read, hash, look up, decode, preprocess

@@ -5,7 +5,7 @@ import VoCoStore
 
 /// The files of one batch on their way into the store: records to put, `images` entries and
 /// memberships, all committed by `commit` in one transaction.
-struct PendingBatch {
+struct PendingBatch: Sendable {
     private(set) var results: [IngestResult] = []
     private var records: [EncodedRecord] = []
     private var images: [(digest: Digest, info: ImageInfo)] = []
@@ -71,5 +71,37 @@ struct PendingBatch {
             }
             return added
         }
+    }
+}
+
+// MARK: - A commit on a thread of its own
+
+/// One batch's write transaction, started at once on another thread; `result` waits for it.
+/// The caller starts the next batch's commit only after this one's `result`, so commits happen
+/// one at a time, in order.
+final class BackgroundCommit: @unchecked Sendable {
+    private let done = DispatchGroup()
+    private let results: [IngestResult]
+    private let started: Date
+    private var outcome: Result<(added: Int, seconds: Double), Error> = .failure(CancellationError())
+
+    init(_ batch: PendingBatch, store: CacheStore, started: Date) {
+        results = batch.results
+        self.started = started
+        done.enter()
+        DispatchQueue.global(qos: .userInitiated).async { [self] in
+            let begin = Date()
+            outcome = Result { (try batch.commit(to: store), Date().timeIntervalSince(begin)) }
+            done.leave()
+        }
+    }
+
+    func wait() { done.wait() }
+
+    /// The committed batch, or the store's error.
+    func result() throws -> Ingestor.Batch {
+        done.wait()
+        let (added, seconds) = try outcome.get()
+        return Ingestor.Batch(results: results, added: added, seconds: Date().timeIntervalSince(started), commitSeconds: seconds)
     }
 }

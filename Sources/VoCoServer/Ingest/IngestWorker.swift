@@ -183,6 +183,10 @@ final class IngestWorker: Service, @unchecked Sendable {
                 pause(settings.idlePoll)
                 continue
             }
+            if state.withLock({ stopRequested }) {  // stopped while claiming: hand the jobs straight back
+                try? queue.release(claimed.map(\.id), worker: id)
+                break
+            }
             let renewal = renewLeases()
             do {
                 try process(claimed)

@@ -73,6 +73,9 @@ import VoCoTestSupport
                 #expect(status == 128 + SIGKILL)
                 kills += 1
             }
+            // One more run, never killed: it finds everything done (or finishes what is left).
+            let last = try ChildProcess.run(TestPaths.voco, Self.ingest(folder, store: store), logs: work)
+            #expect(last.status == 0, "round \(rounds): \(last.error.suffix(1000))")
             let (members, verify) = try Self.listAndVerify(store, collection: "c", logs: work)
             #expect(verify == 0, "round \(rounds): voco inspect verify failed")
             #expect(members == order, "round \(rounds): the collection differs from the uninterrupted run's")

@@ -113,6 +113,8 @@ import VoCoTestSupport
         #expect(try store.read { try $0.collection(named: "c") } == nil)
     }
 
+    /// Stopping ends the run between batches; the batch already compressed is still committed
+    /// (a batch commits while the next one is compressed).
     @Test func progressIsReportedPerBatchAndStoppingKeepsWhatWasCommitted() throws {
         let folder = try sampleFolder(try sampleImageNames(9))
         let store = try scratchStore()
@@ -121,9 +123,10 @@ import VoCoTestSupport
             reports.append($0)
         }
         #expect(summary.stopped)
-        #expect(reports.map(\.done) == [0, 2, 4])
+        #expect(reports.map(\.done) == [0, 2, 4, 6])
         #expect(reports.allSatisfy { $0.total == 9 })
-        #expect(try store.read { try $0.members(of: "p").count } == 4)
+        #expect(try store.read { try $0.members(of: "p").count } == 6)
+        #expect(summary.counts.done == 6)
     }
 
     @Test func invalidSettingsAreRefusedBeforeAnyWork() throws {
