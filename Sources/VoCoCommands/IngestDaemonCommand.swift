@@ -110,14 +110,22 @@ struct IngestDaemonCommand: ParsableCommand {
             }
         }
         let options = server
-        try runBlocking { try await ServerFoundation.run(application, options: options, logger: logger) }
-        logger.info("stopped")
+        var status: Int32 = 0
+        do {
+            try runBlocking { try await ServerFoundation.run(application, options: options, logger: logger) }
+            logger.info("stopped")
+        } catch {
+            logger.critical("the server stopped on an error", metadata: ["error": "\(error)"])
+            let advice = error is ServerError ? "; pass --listen with another address or port" : ""
+            FileHandle.standardError.write(Data("Error: \(error)\(advice)\n".utf8))
+            status = 1
+        }
         // A batch handed back at shutdown may still be computing on its thread; what it would
         // still commit a retry commits too. Exit now, without the C libraries' exit handlers:
         // OpenBLAS's waits for its threads, and hangs while a GEMM is in flight.
         fflush(stdout)
         fflush(stderr)
-        _exit(0)
+        _exit(status)
     }
 }
 

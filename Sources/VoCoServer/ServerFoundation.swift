@@ -93,7 +93,11 @@ public enum ServerFoundation {
     public static func run(_ application: some ApplicationProtocol, options: ServerOptions, logger: Logger) async throws {
         var configuration = ServiceGroupConfiguration(services: [application], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         configuration.maximumGracefulShutdownDuration = options.shutdownTimeout
-        try await ServiceGroup(configuration: configuration).run()
+        do {
+            try await ServiceGroup(configuration: configuration).run()
+        } catch let error as IOError where [EADDRINUSE, EADDRNOTAVAIL, EACCES].contains(error.errnoCode) {
+            throw ServerError.cannotListen(address: "\(options.host):\(options.port)", reason: String(cString: strerror(error.errnoCode)))
+        }
     }
 
     struct Health: Codable {

@@ -82,11 +82,14 @@ public struct ServerOptions: Sendable {
 public enum ServerError: Error, Equatable, CustomStringConvertible, LocalizedError {
     case invalidOption(String)
     case cannotPrepare(path: String, reason: String)
+    /// The listen address is taken, not this machine's, or not allowed.
+    case cannotListen(address: String, reason: String)
 
     public var description: String {
         switch self {
         case let .invalidOption(reason): return reason
         case let .cannotPrepare(path, reason): return "\(path): \(reason)"
+        case let .cannotListen(address, reason): return "cannot listen on \(address): \(reason)"
         }
     }
 

@@ -51,8 +51,11 @@ public final class Ingestor: @unchecked Sendable {
         public var added: Int
         /// Seconds from the batch's first file to its commit.
         public var seconds: Double
-        /// Of those, the write transaction's.
+        /// The write transaction's seconds (it ran while the next batch was compressed).
         public var commitSeconds: Double
+        /// Seconds the compression pass waited, in this batch, for files to be read and decoded
+        /// or for the previous commit (0 when the earlier stages keep ahead).
+        public var waitSeconds: Double = 0
     }
 
     /// Runs `sources` through the pipeline in order, calling `onBatch` after each commit.
@@ -69,7 +72,7 @@ public final class Ingestor: @unchecked Sendable {
         var committing: BackgroundCommit?
         defer { committing?.wait() }  // never return with a transaction still running
         var compressedThisRun = Set<Digest>()
-        var index = 0
+        var index = 0, waitedBefore = 0.0
         var finished = true
         while index < sources.count {
             if shouldStop() {
@@ -88,8 +91,12 @@ public final class Ingestor: @unchecked Sendable {
                 })
             }
             index += pending.results.count
-            if let previous = committing { try onBatch(try previous.result()) }
-            committing = BackgroundCommit(pending, store: store, started: start)
+            let waitStart = DispatchTime.now().uptimeNanoseconds
+            let previous = try committing?.result()
+            let waited = prefetch.waitedSeconds - waitedBefore + Double(DispatchTime.now().uptimeNanoseconds - waitStart) / 1e9
+            waitedBefore = prefetch.waitedSeconds
+            committing = BackgroundCommit(pending, store: store, started: start, waitSeconds: waited)
+            if let previous { try onBatch(previous) }
         }
         if let last = committing {
             committing = nil

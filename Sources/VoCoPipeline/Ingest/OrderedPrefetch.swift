@@ -33,12 +33,19 @@ final class OrderedPrefetch<Output>: @unchecked Sendable {
         }
     }
 
+    /// Seconds `next` spent waiting for a result not ready yet (the consumer outran the threads).
+    private(set) var waitedSeconds = 0.0
+
     /// The next result in index order; nil after the last one (or after `cancel`).
     func next() -> Output? {
         condition.lock()
         defer { condition.unlock() }
         guard nextToHand < count else { return nil }
-        while ready[nextToHand] == nil, !cancelled { condition.wait() }
+        if ready[nextToHand] == nil, !cancelled {
+            let start = DispatchTime.now().uptimeNanoseconds
+            while ready[nextToHand] == nil, !cancelled { condition.wait() }
+            waitedSeconds += Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        }
         guard let output = ready.removeValue(forKey: nextToHand) else { return nil }
         nextToHand += 1
         condition.broadcast()

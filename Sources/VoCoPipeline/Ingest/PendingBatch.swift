@@ -83,11 +83,13 @@ final class BackgroundCommit: @unchecked Sendable {
     private let done = DispatchGroup()
     private let results: [IngestResult]
     private let started: Date
+    private let waitSeconds: Double
     private var outcome: Result<(added: Int, seconds: Double), Error> = .failure(CancellationError())
 
-    init(_ batch: PendingBatch, store: CacheStore, started: Date) {
+    init(_ batch: PendingBatch, store: CacheStore, started: Date, waitSeconds: Double) {
         results = batch.results
         self.started = started
+        self.waitSeconds = waitSeconds
         done.enter()
         DispatchQueue.global(qos: .userInitiated).async { [self] in
             let begin = Date()
@@ -102,6 +104,7 @@ final class BackgroundCommit: @unchecked Sendable {
     func result() throws -> Ingestor.Batch {
         done.wait()
         let (added, seconds) = try outcome.get()
-        return Ingestor.Batch(results: results, added: added, seconds: Date().timeIntervalSince(started), commitSeconds: seconds)
+        return Ingestor.Batch(results: results, added: added, seconds: Date().timeIntervalSince(started), commitSeconds: seconds,
+                              waitSeconds: waitSeconds)
     }
 }
