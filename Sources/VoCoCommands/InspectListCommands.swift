@@ -84,13 +84,15 @@ struct InspectListCommand: ParsableCommand {
             throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
-        print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")
+        // Saturating: an offset near Int.max is valid (it lists nothing) and must not trap here.
+        let shown = offset.addingReportingOverflow(page.members.count).overflow ? Int.max : offset + page.members.count
+        print("\(page.collection): images \(offset == .max ? offset : offset + 1)-\(shown) of \(page.total)")
         print(table(page.members.map { m in
             ["\(m.ordinal)", m.image.short, m.info.map { "\($0.format) \($0.width)x\($0.height)" } ?? "-",
              m.models.isEmpty ? "no record" : "\(m.models.count) record(s)", m.info?.sourceNames.first ?? ""]
         }))
-        if offset + page.members.count < page.total {
-            print("... more: --offset \(offset + page.members.count)")
+        if shown < page.total {
+            print("... more: --offset \(shown)")
         }
     }
 }

@@ -5,7 +5,10 @@ import SafeTensors
 enum BodyLayout {
     /// The decompressed body length a header implies, or nil when it overflows.
     static func length(of h: RecordHeader) -> Int? {
-        length(codec: h.codec, dtype: h.dtype, layers: h.layers, tokens: h.tokens, channels: h.channels, groupSize: h.groupSize)
+        // A header read from disk may hold any 32-bit sizes: their product must not trap.
+        let (channels, overflow) = h.kvHeads.multipliedReportingOverflow(by: h.headDim)
+        guard !overflow else { return nil }
+        return length(codec: h.codec, dtype: h.dtype, layers: h.layers, tokens: h.tokens, channels: channels, groupSize: h.groupSize)
     }
 
     static func length(codec: RecordCodec, dtype: ValueType, layers: Int, tokens: Int, channels: Int, groupSize: Int) -> Int? {

@@ -108,6 +108,12 @@ public enum RecordCoder {
     /// Verifies and decodes a whole record.
     static func decode(_ record: UnsafeRawBufferPointer) throws -> (RecordHeader, KVTensors) {
         let h = try verifiedHeader(record)
+        // A record whose header passes every check may still describe more values than this
+        // machine can hold: refused, not met with a failed allocation.
+        let needed = h.bodyLength.addingSaturating(h.rawLength / h.dtype.size * 8)
+        guard UInt64(needed) <= ProcessInfo.processInfo.physicalMemory else {
+            throw RecordProblem("decoding it needs \(needed) bytes, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory))")
+        }
         let payload = UnsafeRawBufferPointer(rebasing: record[RecordHeader.length..<(RecordHeader.length + h.payloadLength)])
         let body = UnsafeMutableRawBufferPointer.allocate(byteCount: max(h.bodyLength, 1), alignment: 16)
         defer { body.deallocate() }

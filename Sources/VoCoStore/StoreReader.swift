@@ -44,11 +44,13 @@ extension StoreReads {
         try readTransaction.hasRecord(RecordKey(model: model, image: image, codec: store.codec.codec))
     }
 
-    /// Checks a stored record completely (checksum, header against key and model, body) and decodes it.
+    /// Checks a stored record completely (checksum, header against key and model, body) and
+    /// decodes it. The header is checked against the model before anything is decompressed, so
+    /// a hostile header cannot make it allocate more than the model's shapes need.
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
+            try checkHeader(try RecordHeader.decode(bytes), key: key)
             let (header, kv) = try RecordCoder.decode(bytes)
-            try checkHeader(header, key: key)
             return (header, kv)
         } catch let problem as RecordProblem {
             throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
