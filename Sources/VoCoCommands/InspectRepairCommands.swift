@@ -110,9 +110,10 @@ struct InspectDumpCommand: ParsableCommand {
     )
 
     @OptionGroup var location: StoreLocation
+    @Flag(help: "Read with VoCo Store's page reader instead of LMDB.") var pageReader = false
 
     func run() throws {
-        let store = try LMDBStore(path: location.path, options: StoreOptions(readOnly: true))
+        let store = try LMDBStore(path: location.path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: pageReader ? .checked : .lmdb))
         var lines: [String] = []
         try store.dumpEntries { database, key, value in
             lines.append("\(database) \(Digest.hexString(key)) \(Digest.sha256(value).hex)")

@@ -106,6 +106,10 @@ struct LMDBPageCheck {
             }
         }
         if badFree > 0 { fail("free", nil, "the free list names \(badFree) page(s) outside pages 2...\(pages.lastPage)") }
+        // Every page is in use or free: one that is neither was lost to a damaged list or tree.
+        var unaccounted = 0
+        for page in 2..<max(2, known) where used[page / 8] & (UInt8(1) << (page % 8)) == 0 { unaccounted += 1 }
+        if unaccounted > 0 { fail("free", nil, "\(unaccounted) page(s) are neither in use nor in the free list") }
         return failures
     }
 }
