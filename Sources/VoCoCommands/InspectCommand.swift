@@ -34,7 +34,7 @@ struct StoreLocation: ParsableArguments {
     /// Opens the existing store: for writing through LMDB, or read-only through the page
     /// reader that checks every page it reads (a damaged store is an error, never a crash).
     func open(writable: Bool = false) throws -> CacheStore {
-        try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable), lmdb: LMDBOptions(reads: writable ? .lmdb : .checked))
+        try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable))
     }
 
     /// Opens the store read-only for verify and salvage: damage is reported, not refused.

@@ -31,8 +31,9 @@ final class LMDBCheckedReader: @unchecked Sendable {
         file = try LMDBDataFile(storePath: path)
         let mapping = try file.mapping()
         let metas = LMDBDataFile.metas(in: mapping)
+        let shared = FileID(path: file.path).flatMap(OpenStores.environment(for:))
         guard forensic else {
-            environment = try LMDBEnvironment(path: path, readOnly: true, newMapSize: nil, mapSizeLimit: 1 << 40, maxDatabases: names.count)
+            environment = try shared ?? LMDBEnvironment(path: path, readOnly: true, newMapSize: nil, mapSizeLimit: 1 << 40, maxDatabases: names.count)
             fixedMeta = environment?.lockless == true ? try LMDBFileCheck.currentMeta(metas, storePath: path, fileSize: mapping.count) : nil
             openProblems = []
             return
@@ -40,11 +41,16 @@ final class LMDBCheckedReader: @unchecked Sendable {
         if case let .failure(first) = metas[0], case .failure = metas[1], first.reason.contains("magic") || first.reason.contains("not marked") || mapping.count < LMDBFormat.metaSize {
             throw StoreError.notAStore(path: path, reason: "data.mdb (\(mapping.count) bytes) is not an LMDB file: \(first.reason)")
         }
-        let (chosen, problems) = Self.chooseMeta(metas, mapping: mapping, path: path)
+        var (chosen, problems) = Self.chooseMeta(metas, mapping: mapping, path: path)
+        for _ in 0..<4 where !problems.isEmpty {  // or a writer's commit, caught half done
+            usleep(20_000)
+            let again = try file.mapping()
+            (chosen, problems) = Self.chooseMeta(LMDBDataFile.metas(in: again), mapping: again, path: path)
+        }
         let meta = chosen ?? .empty
         openProblems = problems
         // Pin snapshots with LMDB only when it would read the same meta page.
-        environment = problems.isEmpty ? try? LMDBEnvironment(path: path, readOnly: true, newMapSize: nil, mapSizeLimit: 1 << 40, maxDatabases: names.count) : nil
+        environment = problems.isEmpty ? shared ?? (try? LMDBEnvironment(path: path, readOnly: true, newMapSize: nil, mapSizeLimit: 1 << 40, maxDatabases: names.count)) : nil
         fixedMeta = environment == nil || environment?.lockless == true ? meta : nil
     }
 

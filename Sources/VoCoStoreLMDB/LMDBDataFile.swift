@@ -95,11 +95,22 @@ final class LMDBDataFile: @unchecked Sendable {
         return [first, second]
     }
 
+    /// A meta page as one consistent copy: a writer rewrites a meta page in place at every
+    /// commit, so a read while it does may see half of each; two equal reads in a row are whole.
     private static func meta(in mapping: FileMapping, index: Int, offset: Int) -> Result<MetaPage, PageDamage> {
         guard let bytes = mapping.bytes(offset, LMDBFormat.metaSize) else {
             return .failure(PageDamage(UInt64(index), "data.mdb ends before meta page \(index) (\(mapping.count) bytes)"))
         }
-        return Result { try MetaPage(index: index, bytes: bytes) }.mapError { $0 as? PageDamage ?? PageDamage(UInt64(index), "\($0)") }
+        var copy = Array(bytes)
+        for _ in 0..<100 {
+            let again = Array(bytes)
+            if again == copy { break }
+            copy = again
+            usleep(100)
+        }
+        return copy.withUnsafeBytes { stable in
+            Result { try MetaPage(index: index, bytes: stable) }.mapError { $0 as? PageDamage ?? PageDamage(UInt64(index), "\($0)") }
+        }
     }
 }
 

@@ -38,12 +38,12 @@ final class LMDBEnvironment: @unchecked Sendable {
         env = opened.env
         lockless = opened.lockless
         dataFile = FileID(path: (path as NSString).appendingPathComponent("data.mdb"))
-        if let dataFile { OpenStores.add(dataFile) }
+        if let dataFile { OpenStores.add(dataFile, self) }
     }
 
     deinit {
         mdb_env_close(env)
-        if let dataFile { OpenStores.remove(dataFile) }
+        if let dataFile { OpenStores.remove(dataFile, self) }
     }
 
     // MARK: Opening

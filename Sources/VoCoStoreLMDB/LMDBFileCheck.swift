@@ -30,9 +30,18 @@ enum LMDBFileCheck {
         if st.st_size == 0 { return .empty }
         guard strict else { return .present }
         let file = try LMDBDataFile(storePath: storePath)
-        let mapping = try file.mapping()
-        let meta = try currentMeta(LMDBDataFile.metas(in: mapping), storePath: storePath, fileSize: mapping.count)
-        try checkLength(meta: meta, mapping: mapping, storePath: storePath)
+        // A writer committing meanwhile may leave the pair of meta pages between two states for
+        // a moment: damage is what is still there after a few tries.
+        for attempt in 1...5 {
+            do {
+                let mapping = try file.mapping()
+                let meta = try currentMeta(LMDBDataFile.metas(in: mapping), storePath: storePath, fileSize: mapping.count)
+                try checkLength(meta: meta, mapping: mapping, storePath: storePath)
+                return .present
+            } catch let error as StoreError where attempt < 5 {
+                if case .damagedPage = error { usleep(20_000) } else { throw error }
+            }
+        }
         return .present
     }
 

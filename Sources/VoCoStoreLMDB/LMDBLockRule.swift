@@ -35,14 +35,29 @@ struct FileID: Hashable {
     }
 }
 
-/// The stores (by `data.mdb`) this process has open through LMDB, with how many environments.
+/// The stores (by `data.mdb`) this process has open through LMDB, and their environments.
+/// LMDB forbids opening one store twice in a process (closing the second drops the first's
+/// locks), so a page reader pins its snapshots with an environment this process already has.
 enum OpenStores {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var counts: [FileID: Int] = [:]
+    private final class Entry {
+        weak var environment: LMDBEnvironment?
+        let identity: ObjectIdentifier
+        init(_ environment: LMDBEnvironment) {
+            self.environment = environment
+            identity = ObjectIdentifier(environment)
+        }
+    }
 
-    static func isOpen(_ id: FileID) -> Bool { lock.withLock { counts[id, default: 0] > 0 } }
-    static func add(_ id: FileID) { lock.withLock { counts[id, default: 0] += 1 } }
-    static func remove(_ id: FileID) { lock.withLock { counts[id, default: 1] -= 1 } }
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var entries: [FileID: [Entry]] = [:]
+
+    static func isOpen(_ id: FileID) -> Bool { lock.withLock { !(entries[id] ?? []).isEmpty } }
+    static func environment(for id: FileID) -> LMDBEnvironment? { lock.withLock { entries[id]?.lazy.compactMap(\.environment).first } }
+    static func add(_ id: FileID, _ environment: LMDBEnvironment) { lock.withLock { entries[id, default: []].append(Entry(environment)) } }
+    static func remove(_ id: FileID, _ environment: LMDBEnvironment) {
+        let identity = ObjectIdentifier(environment)
+        lock.withLock { entries[id]?.removeAll { $0.identity == identity } }
+    }
 }
 
 /// The lock-file rule for one open environment.

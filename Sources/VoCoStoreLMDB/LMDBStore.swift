@@ -23,9 +23,11 @@ public struct LMDBOptions: Sendable {
     public var initialMapSize = 64 << 20
     /// The map never grows beyond this.
     public var mapSizeLimit = 1 << 40
-    public var reads = Reads.lmdb
+    /// nil: `.checked` for a store opened read-only (as fast, and no damaged page can crash
+    /// the process), `.lmdb` for one opened for writing.
+    public var reads: Reads?
 
-    public init(initialMapSize: Int = 64 << 20, mapSizeLimit: Int = 1 << 40, reads: Reads = .lmdb) {
+    public init(initialMapSize: Int = 64 << 20, mapSizeLimit: Int = 1 << 40, reads: Reads? = nil) {
         self.initialMapSize = initialMapSize
         self.mapSizeLimit = mapSizeLimit
         self.reads = reads
@@ -96,6 +98,8 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
 
     public init(path: String, options: StoreOptions = StoreOptions(), lmdb: LMDBOptions = LMDBOptions()) throws {
         self.path = path
+        var lmdb = lmdb
+        lmdb.reads = lmdb.reads ?? (options.readOnly ? .checked : .lmdb)
         self.options = lmdb
         let requested = try options.codec?.validated()
         if lmdb.reads != .lmdb {
@@ -103,6 +107,19 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
             let reader = try LMDBCheckedReader(path: path, names: names, forensic: lmdb.reads == .forensic)
             let handles = Dictionary(uniqueKeysWithValues: names.map { ($0.value, $0.key) })
             let tolerant: ((String, PageDamage) -> Void)? = lmdb.reads == .forensic ? { _, _ in } : nil
+            // Never read another program's LMDB environment as a damaged store.
+            // (A main database that cannot be read whole says nothing: that is damage.)
+            let mainNames = try? reader.read { snapshot -> [String] in
+                var names: [String] = []
+                try snapshot.mainTree.walk { k, _ in
+                    names.append(String(decoding: k, as: UTF8.self))
+                    return true
+                }
+                return names
+            }
+            if let mainNames, !mainNames.contains("meta") {
+                throw StoreError.notAStore(path: path, reason: mainNames.isEmpty ? "empty LMDB environment with no schema version" : "an LMDB environment without VoCo Store's meta database")
+            }
             let version = try Self.readSchemaVersion(reader: reader, handles: handles, tolerant: tolerant)
             if version == "1" { throw StoreError.schemaMismatch(path: path, found: "1", expected: Self.schemaVersion) }
             let databases = try Databases(handles, sealed: version != "2", path: path)
@@ -122,8 +139,10 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
             isNew = true
         case .present: isNew = false
         }
+        var createdDirectory = false
         if isNew {
             guard options.create, !options.readOnly else { throw StoreError.noStore(path: path) }
+            createdDirectory = !FileManager.default.fileExists(atPath: path)
             do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
                 throw StoreError.backend(path: path, operation: "creating the store directory", reason: (error as NSError).localizedFailureReason ?? error.localizedDescription)
             }
@@ -134,7 +153,7 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
                 path: path, readOnly: options.readOnly, newMapSize: isNew ? lmdb.initialMapSize : nil,
                 mapSizeLimit: max(lmdb.mapSizeLimit, lmdb.initialMapSize), maxDatabases: Self.databaseNames.count)
         } catch {
-            if isNew { Self.removeIncompleteDataFile(path) }
+            if isNew { Self.removeIncompleteStore(path, directory: createdDirectory) }
             throw error
         }
         // Never add our databases to an LMDB environment that holds something else.
@@ -162,12 +181,14 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
         jobs = LMDBJobQueue(access: access)
     }
 
-    /// After a failed creation: a data.mdb shorter than its two meta pages holds nothing.
-    private static func removeIncompleteDataFile(_ path: String) {
+    /// After a failed creation: a data.mdb shorter than its two meta pages holds nothing, and
+    /// a directory made for the store and left empty is removed again.
+    private static func removeIncompleteStore(_ path: String, directory: Bool) {
         let dataPath = (path as NSString).appendingPathComponent("data.mdb")
         if let size = try? FileManager.default.attributesOfItem(atPath: dataPath)[.size] as? Int, size < 8192 {
             unlink(dataPath)
         }
+        if directory { rmdir(path) }  // only when empty
     }
 
     private static func readSchemaVersion(reader: LMDBCheckedReader, handles: [String: MDB_dbi], tolerant: ((String, PageDamage) -> Void)?) throws -> String? {

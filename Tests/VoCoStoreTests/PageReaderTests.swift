@@ -21,7 +21,7 @@ import Testing
 
     /// LMDB's own statistics of each named database, against the records the page reader reads.
     private func expectSameCounts(_ path: String) throws {
-        let store = try LMDBStore(path: path, options: StoreOptions(readOnly: true))
+        let store = try LMDBStore(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .lmdb))
         let environment = try #require(store.environment)
         let handles = try environment.openDatabases(LMDBStore.databaseNames, create: false)
         let checked = try LMDBStore(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .checked))
