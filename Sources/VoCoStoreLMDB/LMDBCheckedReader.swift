@@ -38,8 +38,8 @@ final class LMDBCheckedReader: @unchecked Sendable {
             openProblems = []
             return
         }
-        if case let .failure(first) = metas[0], case .failure = metas[1], first.reason.contains("magic") || first.reason.contains("not marked") || mapping.count < LMDBFormat.metaSize {
-            throw StoreError.notAStore(path: path, reason: "data.mdb (\(mapping.count) bytes) is not an LMDB file: \(first.reason)")
+        if case let .failure(first) = metas[0], case .failure = metas[1], let error = LMDBFileCheck.notLMDB(first, storePath: path, fileSize: mapping.count) {
+            throw error
         }
         var (chosen, problems) = Self.chooseMeta(metas, mapping: mapping, path: path)
         for _ in 0..<4 where !problems.isEmpty {  // or a writer's commit, caught half done

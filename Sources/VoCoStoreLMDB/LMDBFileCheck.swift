@@ -49,10 +49,8 @@ enum LMDBFileCheck {
     static func currentMeta(_ metas: [Result<MetaPage, PageDamage>], storePath: String, fileSize: Int) throws -> MetaPage {
         switch (metas[0], metas[1]) {
         case let (.failure(first), .failure):
-            if fileSize < LMDBFormat.metaSize || first.reason.contains("magic") || first.reason.contains("not marked") {
-                throw StoreError.notAStore(path: storePath, reason: "data.mdb (\(fileSize) bytes) is not an LMDB file: \(first.reason)")
-            }
-            throw StoreError.damagedPage(path: storePath, database: "meta", page: first.page, reason: first.reason)
+            throw notLMDB(first, storePath: storePath, fileSize: fileSize)
+                ?? StoreError.damagedPage(path: storePath, database: "meta", page: first.page, reason: first.reason)
         case let (.failure(damage), .success), let (.success, .failure(damage)):
             throw StoreError.damagedPage(path: storePath, database: "meta", page: damage.page, reason: damage.reason)
         case let (.success(m0), .success(m1)):
@@ -65,6 +63,18 @@ enum LMDBFileCheck {
             }
             return current
         }
+    }
+
+    /// The error for a file whose first meta page does not parse, when it is not an LMDB file at
+    /// all (no LMDB magic where the first meta page has it); nil when it is one, damaged.
+    static func notLMDB(_ first: PageDamage, storePath: String, fileSize: Int) -> StoreError? {
+        guard first.reason.contains("magic") || first.reason.contains("not marked") || first.reason.contains("ends before") else { return nil }
+        let data = FileManager.default.contents(atPath: (storePath as NSString).appendingPathComponent("data.mdb"))?.prefix(20) ?? Data()
+        let magic = data.count == 20 && data.suffix(4).elementsEqual(withUnsafeBytes(of: LMDBFormat.magic.littleEndian) { Array($0) })
+        if magic, first.reason.contains("ends before") {
+            return StoreError.damagedPage(path: storePath, database: "", page: nil, reason: "data.mdb is \(fileSize) bytes, shorter than its first meta page: the file was truncated")
+        }
+        return magic ? nil : StoreError.notAStore(path: storePath, reason: "data.mdb (\(fileSize) bytes) is not an LMDB file: \(first.reason)")
     }
 
     /// Why two meta pages cannot both be right, or nil. LMDB writes meta page `txnid % 2` at

@@ -107,18 +107,19 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
             let reader = try LMDBCheckedReader(path: path, names: names, forensic: lmdb.reads == .forensic)
             let handles = Dictionary(uniqueKeysWithValues: names.map { ($0.value, $0.key) })
             let tolerant: ((String, PageDamage) -> Void)? = lmdb.reads == .forensic ? { _, _ in } : nil
-            // Never read another program's LMDB environment as a damaged store.
-            // (A main database that cannot be read whole says nothing: that is damage.)
-            let mainNames = try? reader.read { snapshot -> [String] in
+            // Never read another program's LMDB environment as a damaged store: one whose main
+            // database is whole and holds only databases, none of them ours. (A main database
+            // that cannot be read, or holds other entries, may be ours, damaged.)
+            let main = try? reader.read { snapshot -> (names: [String], allDatabases: Bool) in
                 var names: [String] = []
                 try snapshot.mainTree.walk { k, _ in
                     names.append(String(decoding: k, as: UTF8.self))
                     return true
                 }
-                return names
+                return (names, names.allSatisfy { (try? snapshot.mainTree.subDatabase(named: $0)) != nil })
             }
-            if let mainNames, !mainNames.contains("meta") {
-                throw StoreError.notAStore(path: path, reason: mainNames.isEmpty ? "empty LMDB environment with no schema version" : "an LMDB environment without VoCo Store's meta database")
+            if let main, main.allDatabases, Set(main.names).isDisjoint(with: Self.databaseNames) {
+                throw StoreError.notAStore(path: path, reason: main.names.isEmpty ? "empty LMDB environment with no schema version" : "an LMDB environment without VoCo Store's meta database")
             }
             let version = try Self.readSchemaVersion(reader: reader, handles: handles, tolerant: tolerant)
             if version == "1" { throw StoreError.schemaMismatch(path: path, found: "1", expected: Self.schemaVersion) }
@@ -173,6 +174,9 @@ public final class LMDBStore: StoreBackend, @unchecked Sendable {
         // A store that has a schema has all its databases: a missing one is damage, not a
         // database to create empty.
         let handles = try environment.openDatabases(Self.databaseNames, create: version == nil && !options.readOnly)
+        if version != nil, let missing = Self.databaseNames.first(where: { handles[$0] == nil }) {
+            throw StoreError.damagedPage(path: path, database: missing, page: nil, reason: "the main database has no entry for it")
+        }
         let databases = try Databases(handles, sealed: version != "2", path: path)
         let access = LMDBAccess(path: path, environment: environment, checked: nil, db: databases, tolerant: nil)
         codec = try Self.checkMeta(access: access, path: path, requested: requested, initialise: !options.readOnly, forensic: false).codec

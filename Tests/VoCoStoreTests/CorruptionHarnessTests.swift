@@ -238,7 +238,7 @@ import Testing
         struct Tally {
             var cases = 0, runs = 0, lmdbCrashed = 0, mattered = 0, verifyDetected = 0, verifyAlarmsOnly = 0
             var refusedByName = 0, salvaged = 0
-            var problems: [String] = []
+            var problems: [String] = [], salvageRefused: [String] = []
         }
         let tally = Mutex(Tally())
         let started = Date()
@@ -281,7 +281,11 @@ import Testing
                         if matters, verify.status == 1 { t.verifyDetected += 1 }
                         if !matters, !differs, verify.status == 1 { t.verifyAlarmsOnly += 1 }
                         if outcome.results.values.contains(where: { $0.status == 1 && $0.error.contains(store) }) { t.refusedByName += 1 }
-                        if outcome.results["salvage"]?.status == 0 { t.salvaged += 1 }
+                        if let salvage = outcome.results["salvage"] {
+                            if salvage.status == 0 { t.salvaged += 1 } else {
+                                t.salvageRefused.append("case \(index) (\(damage)): \((salvage.error + salvage.output).prefix(160))")
+                            }
+                        }
                         t.problems += problems.map { "case \(index) (\(damage)): \($0)" }
                     }
                     try? FileManager.default.removeItem(atPath: work)
@@ -300,6 +304,7 @@ import Testing
             verify reported \(t.verifyDetected) of those, and reported damage in \(t.verifyAlarmsOnly) more whose reads were unchanged; \
             \(t.refusedByName) cases refused by name; salvage ran in \(t.salvaged); problems: \(t.problems.count)
             """)
+        print("salvage refused:\n" + t.salvageRefused.sorted().joined(separator: "\n"))
         #expect(t.problems.isEmpty, "\(t.problems.prefix(12).joined(separator: "\n"))")
         #expect(t.cases == damages.count)
     }

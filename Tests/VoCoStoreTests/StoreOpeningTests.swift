@@ -40,7 +40,7 @@ import Testing
         var random = SystemRandomNumberGenerator()
         try expectRefused(try store(withData: (0..<20000).map { _ in UInt8.random(in: 0...255, using: &random) }), "is not an LMDB file")
         let (_, data) = try filledStore()
-        try expectRefused(try store(withData: Array(data.prefix(100))), "is not an LMDB file")
+        try expectRefused(try store(withData: Array(data.prefix(100))), "shorter than its first meta page: the file was truncated")
         try expectRefused(try store(withData: Array(data.prefix(4096))), "ends before meta page 1")
         // A 0-byte data.mdb is not silently made into a new store (but --create may start over).
         let empty = try store(withData: [])
