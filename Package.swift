@@ -80,6 +80,7 @@ let package = Package(
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
+                "VoCoPipeline",
                 "VoCoStore",
                 "VoCoTokenizer",
                 "VoCoImage",
