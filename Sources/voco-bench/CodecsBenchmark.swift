@@ -17,8 +17,8 @@ struct CodecsBenchmark: ParsableCommand {
         """
     )
 
-    static let defaultCodecs = ["shuffle-zstd", "zstd", "int8", "q4", "hq:k=8,v=8", "hq:k=6,v=6", "hq:k=5,v=5", "hq:k=5,v=4",
-                                "hq:k=4,v=5", "hq", "hq:k=3,v=4", "hq:k=3,v=3"]
+    static let defaultCodecs = ["shuffle-zstd", "zstd", "int8", "q4", "shuffle-zstd:compact", "hq:k=8,v=8", "hq:k=6,v=6", "hq:k=5,v=5",
+                                "hq:k=5,v=4", "hq:k=4,v=5", "hq", "hq:k=3,v=4", "hq:k=3,v=3"]
 
     @Option(help: "A split folder holding questions.jsonl, or the file itself.") var split: String
     @Option(help: "Model directory (default: $VOCO_MODEL, else Models/voco-shapes).") var model: String?
