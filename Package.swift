@@ -80,6 +80,7 @@ let package = Package(
         .executableTarget(
             name: "voco-bench",
             dependencies: [
+                "VoCoCommands",  // OptionCheck: the same checks of user numbers as voco's
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
