@@ -83,17 +83,17 @@ struct ConfigContainer {
         return id
     }
 
-    /// The product of `factors` (named by their fields), refused when it overflows or exceeds
-    /// `ConfigLimits.maximumElements`: a tensor or buffer no machine could hold.
-    func elements(_ what: String, _ factors: [(field: String, value: Int)]) throws -> Int {
+    /// The product of `factors`, refused when it overflows or exceeds `ConfigLimits.maximumElements`
+    /// (a tensor or buffer no machine could hold), naming the largest factor's field; `shown`
+    /// describes the product when its factors are derived (patches from image and patch size).
+    func elements(_ what: String, _ factors: [(field: String, value: Int)], shown: String? = nil) throws -> Int {
         var product = 1, overflow = false
         for f in factors where !overflow { (product, overflow) = product.multipliedReportingOverflow(by: f.value) }
-        guard !overflow, product <= ConfigLimits.maximumElements else {
-            let names = factors.map { "\($0.field) \($0.value)" }.joined(separator: " x ")
-            throw ConfigValueError(field: path(factors[0].field), value: "\(factors[0].value)",
-                                   kind: .invalid(expected: "sizes whose product fits in memory (\(what): \(names) is more than \(ConfigLimits.maximumElements) elements)"))
-        }
-        return product
+        guard overflow || product > ConfigLimits.maximumElements else { return product }
+        let blamed = factors.max { $0.value < $1.value }?.field ?? what
+        let terms = shown ?? factors.map { "\($0.field) \($0.value)" }.joined(separator: " x ")
+        throw ConfigValueError(field: path(blamed), value: value(blamed),
+                               kind: .invalid(expected: "sizes whose product fits in memory (\(what): \(terms) is more than 2^36 elements)"))
     }
 
     /// A string field that must be one of `allowed`.

@@ -55,8 +55,10 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
         layerNormEps = try c.finite("layer_norm_eps", c.optional("layer_norm_eps", default: 1e-5), above: false)
         // Every weight's element count, before patch and position arithmetic can overflow.
         let side = imageSize / patchSize, hidden = ("hidden_size", hiddenSize)
-        let patches = try c.elements("the patches of an image", [("image_size", side), ("image_size", side)])
-        _ = try c.elements("the position embeddings", [("image_size", patches + 1), hidden])
+        let patches = try c.elements("the patches of an image", [("image_size", side), ("image_size", side)],
+                                     shown: "(image_size / patch_size)^2 = \(side)^2")
+        _ = try c.elements("the position embeddings", [("image_size", patches + 1), hidden],
+                           shown: "(1 + \(patches) patches) x hidden_size \(hiddenSize)")
         _ = try c.elements("the patch embedding", [hidden, ("num_channels", 3), ("patch_size", patchSize), ("patch_size", patchSize)])
         _ = try c.elements("the MLP", [("intermediate_size", intermediateSize), hidden])
         let act = try c.oneOf("hidden_act", c.optional("hidden_act", default: "quick_gelu"), ["quick_gelu", "gelu"])

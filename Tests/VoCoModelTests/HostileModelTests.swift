@@ -66,6 +66,7 @@ import Testing
         ConfigCase(name: "max_images not an integer", field: "voco.max_images", edit: voco("max_images", "four")),
         // Sizes whose products overflow or no machine could hold.
         ConfigCase(name: "vocab_size 2^62", field: "vocab_size", edit: top("vocab_size", 1 << 62)),
+        ConfigCase(name: "hidden_size 2^40", field: "hidden_size", edit: { $0["hidden_size"] = 1 << 40; $0["head_dim"] = nil }),
         ConfigCase(name: "intermediate_size 2^50", field: "intermediate_size", edit: top("intermediate_size", 1 << 50)),
         ConfigCase(name: "heads x head_dim overflowing", field: "num_attention_heads",
                    edit: { $0["num_attention_heads"] = 1 << 40; $0["head_dim"] = 1 << 30; $0["num_key_value_heads"] = 2 }),
