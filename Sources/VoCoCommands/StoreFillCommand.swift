@@ -39,12 +39,18 @@ struct StoreFillCommand: ParsableCommand {
         try require("first", first, in: 0...(Int.max - records), "--first + --records must not overflow")
         try require("batch", batch, in: 1...1_000_000)
         try require("pause-ms", pauseMs, in: 0...3_600_000, "an hour")
-        guard RecordCodec(name: codec) != nil else { throw ValidationError("--codec '\(codec)': unknown (shuffle-zstd, zstd, int8, q4)") }
-        guard ValueType.allCases.contains(where: { $0.name == dtype }) else { throw ValidationError("--dtype '\(dtype)': unknown (F32, F16, BF16)") }
+        _ = try types()
+    }
+
+    /// The codec and the element type the options name.
+    private func types() throws -> (RecordCodec, ValueType) {
+        guard let codec = RecordCodec(name: codec) else { throw ValidationError("--codec '\(codec)': unknown (shuffle-zstd, zstd, int8, q4)") }
+        guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("--dtype '\(dtype)': unknown (F32, F16, BF16)") }
+        return (codec, dtype)
     }
 
     func run() throws {
-        guard let codec = RecordCodec(name: codec), let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { return }
+        let (codec, dtype) = try types()
         let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
         try store.register(model)

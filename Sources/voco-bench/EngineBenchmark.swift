@@ -50,9 +50,7 @@ struct EngineBenchmark: ParsableCommand {
         try check("prompt", prompt, 1...65_536, "")
         try check("decode", decode, 1...65_536, "")
         if let threads { try check("threads", threads, 1...1024, "") }
-        guard DType(rawValue: dtype.uppercased()).map([DType.f32, .f16, .bf16].contains) == true else {
-            throw ValidationError("--dtype \(dtype): must be F32, F16 or BF16")
-        }
+        _ = try storage()
         guard ["mapped", "widen"].contains(policy) else { throw ValidationError("--policy \(policy): must be mapped or widen") }
         // The random checkpoint is made in memory: every weight in F32, about twice.
         let perLayer = 2 * hidden * (hidden + 2 * hidden / heads * kvHeads) + 3 * hidden * intermediate
@@ -63,8 +61,16 @@ struct EngineBenchmark: ParsableCommand {
         }
     }
 
+    /// The weight dtype `--dtype` names.
+    func storage() throws -> DType {
+        guard let storage = DType(rawValue: dtype.uppercased()), [DType.f32, .f16, .bf16].contains(storage) else {
+            throw ValidationError("--dtype \(dtype): must be F32, F16 or BF16")
+        }
+        return storage
+    }
+
     func run() throws {
-        guard let storage = DType(rawValue: dtype.uppercased()) else { return }
+        let storage = try storage()
         let text = LlamaConfiguration(hiddenSize: hidden, numHiddenLayers: layers, numAttentionHeads: heads, numKeyValueHeads: kvHeads,
                                       intermediateSize: intermediate, vocabSize: vocab)
         let vision = CLIPVisionConfiguration(hiddenSize: visionHidden, intermediateSize: 4 * visionHidden, numHiddenLayers: visionLayers,
