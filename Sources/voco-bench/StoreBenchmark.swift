@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VoCoCommands
 import VoCoStore
 import VoCoStoreLMDB
 
@@ -27,6 +28,14 @@ struct StoreBenchmark: ParsableCommand {
         Shape(name: "tiny, k=1 (4 layers, 2x32)", layers: 4, kvHeads: 2, headDim: 32, tokens: 1),
         Shape(name: "tiny, full mode (4 layers, 2x32, 65 rows)", layers: 4, kvHeads: 2, headDim: 32, tokens: 65),
     ]
+
+    func validate() throws {
+        try OptionCheck.require("records", records, in: 1...10_000, "the 7B shape writes 512 KiB per record")
+        try OptionCheck.require("batch", batch, in: 1...records, "at most --records")
+        try OptionCheck.require("level", level, in: 1...22, "zstd's levels")
+        try OptionCheck.require("distinct", distinct, in: 1...records, "at most --records")
+        try OptionCheck.require("repeats", repeats, in: 1...100)
+    }
 
     func run() throws {
         print("voco-bench store: \(records) records per shape and codec, \(batch) per transaction, zstd level \(level), F16 values, best of \(repeats) runs")
