@@ -8,7 +8,8 @@
 //   VoCoModel           config, checkpoint, CLIP vision tower, projector, LLaMA, the two VoCo passes
 //   VoCoTokenizer       Hugging Face tokenizer.json (LLaMA-style BPE)
 //   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
-//   VoCoStore           VoCo KV records, codecs, LMDB environment
+//   VoCoStore           VoCo KV records, codecs, the store over backend protocols (records, catalog, jobs)
+//   VoCoStoreLMDB       the LMDB backend
 //   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet
 //   VoCoCommands        the `voco` subcommand tree (a library so tests run the real commands)
 //   voco, voco-bench    thin executables
@@ -42,9 +43,10 @@ let package = Package(
         .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute", "VoCoJSON"], swiftSettings: optimize),
         .target(
             name: "VoCoStore",
-            dependencies: ["CLMDB", "CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
+            dependencies: ["CZstd", "SafeTensors", .product(name: "Crypto", package: "swift-crypto")],
             swiftSettings: optimize
         ),
+        .target(name: "VoCoStoreLMDB", dependencies: ["VoCoStore", "CLMDB"], swiftSettings: optimize),
         .target(name: "VoCoTokenizer", swiftSettings: optimize),
         .target(
             name: "CImageShims",
@@ -58,7 +60,7 @@ let package = Package(
         ),
 
         // The model side and the storage side meet here: images -> caches -> answers.
-        .target(name: "VoCoPipeline", dependencies: ["VoCoModel", "VoCoTokenizer", "VoCoImage", "VoCoStore"]),
+        .target(name: "VoCoPipeline", dependencies: ["SafeTensors", "VoCoModel", "VoCoTokenizer", "VoCoImage", "VoCoStore"]),
 
         // MARK: - Executables
         .target(
@@ -68,6 +70,7 @@ let package = Package(
                 "VoCoPipeline",
                 "VoCoModel",
                 "VoCoStore",
+                "VoCoStoreLMDB",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -77,11 +80,13 @@ let package = Package(
         .executableTarget(
             name: "voco-bench",
             dependencies: [
+                "VoCoCommands",  // OptionCheck: the same checks of user numbers as voco's
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
                 "VoCoPipeline",
                 "VoCoStore",
+                "VoCoStoreLMDB",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -99,10 +104,12 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
-        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "SafeTensors", "voco"]),
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "SafeTensors", "voco"]),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB"], exclude: ["Fixtures"]),
+        // The built executables are dependencies so that the hostile-number harness runs them as a user does.
+        .testTarget(name: "VoCoCommandsTests", dependencies: ["VoCoCommands", "voco", "voco-bench"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreLMDB
 
 /// `voco inspect ...`: see and check what a store holds.
 struct InspectCommand: ParsableCommand {
@@ -25,11 +26,11 @@ struct StoreLocation: ParsableArguments {
     @Option(name: .customLong("store"), help: "The store directory (default: $VOCO_STORE, else ~/.local/share/voco/store).")
     var store: String?
 
-    var path: String { store ?? KVStore.defaultPath }
+    var path: String { store ?? LMDBStore.defaultPath }
 
     /// Opens the existing store; read-only unless `writable`.
-    func open(writable: Bool = false) throws -> KVStore {
-        try KVStore(path: path, options: StoreOptions(readOnly: !writable))
+    func open(writable: Bool = false) throws -> CacheStore {
+        try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable))
     }
 }
 
@@ -41,7 +42,7 @@ struct RecordSelection: ParsableArguments {
     @Option(help: "The model fingerprint, or a unique prefix (needed when several models have a record for the image).")
     var model: String?
 
-    func resolve(in store: KVStore) throws -> RecordKey {
+    func resolve(in store: CacheStore) throws -> RecordKey {
         let imagePrefix = image.lowercased(), modelPrefix = model?.lowercased()
         var matches: [RecordKey] = []
         try store.scan { summary in
@@ -50,12 +51,12 @@ struct RecordSelection: ParsableArguments {
             }
         }
         guard let first = matches.first else {
-            throw CommandFailure("\(store.path): no record for image \(image)\(model.map { " and model \($0)" } ?? ""); `voco inspect ls NAME` lists a collection's images")
+            throw CommandFailure("\(store.location): no record for image \(image)\(model.map { " and model \($0)" } ?? ""); `voco inspect ls NAME` lists a collection's images")
         }
         guard matches.count == 1 else {
             let images = Set(matches.map(\.image)).count
             let what = images > 1 ? "\(images) images start with \(image); give more digits" : "\(matches.count) models have a record for this image; pass --model"
-            throw CommandFailure("\(store.path): \(what) (\(matches.prefix(5).map(\.description).joined(separator: ", ")))")
+            throw CommandFailure("\(store.location): \(what) (\(matches.prefix(5).map(\.description).joined(separator: ", ")))")
         }
         return first
     }

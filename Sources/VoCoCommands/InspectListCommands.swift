@@ -61,29 +61,38 @@ struct InspectListCommand: ParsableCommand {
         var members: [Member]
     }
 
+    func validate() throws {
+        try require("offset", offset, in: 0...Int.max)
+        try require("limit", limit, in: 1...Int.max)
+    }
+
     func run() throws {
-        guard offset >= 0, limit > 0 else { throw ValidationError("--offset must be >= 0 and --limit > 0") }
         let store = try location.open()
         guard let collection else {
             let all = try store.read { try $0.collections() }
             if json { return try printJSON(all.map { ["name": $0.name, "images": "\($0.count)"] }) }
-            if all.isEmpty { print("\(store.path): no collections") }
+            if all.isEmpty { print("\(store.location): no collections") }
             print(table(all.map { [$0.name, "\($0.count) images"] }))
             return
         }
         let page = try store.read { txn -> Page? in
-            guard let total = try txn.collections().first(where: { $0.name == collection })?.count else { return nil }
+            guard let total = try txn.collection(named: collection)?.count else { return nil }
             let models = try txn.models().map(\.fingerprint)
-            let members = try txn.members(of: collection, offset: offset, limit: limit).map { ordinal, image in
-                Member(ordinal: ordinal, image: image, info: try txn.image(image),
-                       models: try models.filter { try txn.hasRecord(image: image, model: $0) })
+            let members = try txn.members(of: collection, offset: offset, limit: limit).map { member in
+                Member(ordinal: member.ordinal, image: member.image, info: try txn.image(member.image),
+                       models: try models.filter { try txn.hasRecord(image: member.image, model: $0) })
             }
             return Page(collection: collection, total: total, offset: offset, members: members)
         }
         guard let page else {
-            throw CommandFailure("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
+            throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
+        // members.count <= total - offset, so offset + count cannot overflow; offset + 1 can.
+        guard !page.members.isEmpty else {
+            print("\(page.collection): no images from --offset \(offset) (the collection has \(page.total))")
+            return
+        }
         print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")
         print(table(page.members.map { m in
             ["\(m.ordinal)", m.image.short, m.info.map { "\($0.format) \($0.width)x\($0.height)" } ?? "-",

@@ -17,7 +17,7 @@ struct InspectRemoveCommand: ParsableCommand {
         let store = try location.open(writable: true)
         let removed = try store.write { try $0.removeCollection(collection) }
         guard removed > 0 else {
-            throw CommandFailure("\(store.path): no collection '\(collection)'; `voco inspect ls` lists them")
+            throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(["collection": collection, "imagesRemoved": "\(removed)"]) }
         print("removed collection '\(collection)' (\(removed) images); `voco inspect gc` drops records no collection refers to")
@@ -40,6 +40,6 @@ struct InspectGCCommand: ParsableCommand {
         let report = try store.gc(dryRun: dryRun)
         if json { return try printJSON(report) }
         let verb = dryRun ? "would drop" : "dropped"
-        print("\(store.path): \(verb) \(report.recordsRemoved) records and \(report.imagesRemoved) image entries (\(byteCount(report.bytesFreed)))")
+        print("\(store.location): \(verb) \(report.recordsRemoved) records and \(report.imagesRemoved) image entries (\(byteCount(report.bytesFreed)))")
     }
 }

@@ -30,7 +30,7 @@ struct InspectShowCommand: ParsableCommand {
             return Shown(key: key.description, header: header, storedBytes: stored, rawBytes: header.rawLength,
                          image: try txn.image(key.image), layers: kv.layerStatistics())
         }
-        guard let shown else { throw CommandFailure("\(store.path): record \(key) disappeared while reading; try again") }
+        guard let shown else { throw CommandFailure("\(store.location): record \(key) disappeared while reading; try again") }
         if json { return try printJSON(shown) }
         let h = shown.header
         print("record \(shown.key)")
@@ -67,9 +67,9 @@ struct InspectVerifyCommand: ParsableCommand {
         if json {
             try printJSON(report)
         } else if report.failures.isEmpty {
-            print("\(store.path): \(report.recordsChecked) records and \(report.entriesChecked) entries verified, no failures")
+            print("\(store.location): \(report.recordsChecked) records and \(report.entriesChecked) entries verified, no failures")
         } else {
-            print("\(store.path): \(report.failures.count) failure(s) in \(report.recordsChecked) records and \(report.entriesChecked) entries:")
+            print("\(store.location): \(report.failures.count) failure(s) in \(report.recordsChecked) records and \(report.entriesChecked) entries:")
             for f in report.failures { print("  \(f.database) \(f.key): \(f.reason)") }
             print("Delete or re-ingest the records listed (they are never served), or restore the store from a backup.")
         }
@@ -93,7 +93,7 @@ struct InspectExportCommand: ParsableCommand {
         let store = try location.open()
         let key = try selection.resolve(in: store)
         guard let (header, kv, _) = try store.read({ try $0.record(key) }) else {
-            throw CommandFailure("\(store.path): record \(key) disappeared while reading; try again")
+            throw CommandFailure("\(store.location): record \(key) disappeared while reading; try again")
         }
         try RecordExport.safetensors(kv, header: header).write(to: output)
         let dtype = header.codec.isLossless ? header.dtype.name : "F32"

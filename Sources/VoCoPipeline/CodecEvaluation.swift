@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 import VoCoModel
 import VoCoStore
 
@@ -81,9 +82,9 @@ public enum CodecEvaluation {
     }
 
     /// Element-wise mean of caches of one shape (a per-model reference for `CacheCodec.relative`).
-    public static func mean(_ caches: [VoCoCache], model: AnsweringModel) -> KVTensors? {
+    public static func mean(_ caches: [VoCoCache], model: AnsweringModel) throws -> KVTensors? {
         guard let first = caches.first else { return nil }
-        var mean = tensors(first, model: model)
+        var mean = try model.storeTensors(first)
         for i in mean.keys.indices {
             mean.keys[i] = Float(caches.reduce(0.0) { $0 + Double($1.keys[i]) } / Double(caches.count))
             mean.values[i] = Float(caches.reduce(0.0) { $0 + Double($1.values[i]) } / Double(caches.count))
@@ -91,9 +92,12 @@ public enum CodecEvaluation {
         return mean
     }
 
-    static func tensors(_ cache: VoCoCache, model: AnsweringModel) -> KVTensors {
-        KVTensors(layers: cache.layers, tokens: cache.rows, kvHeads: model.engine.text.numKeyValueHeads, headDim: model.engine.text.headDim,
-                  firstPosition: cache.firstPosition, keysBeforeRoPE: true, keys: cache.keys, values: cache.values)
+    /// The element type a store keeps this model's caches in: that of its weights.
+    public static func recordType(_ model: AnsweringModel) throws -> ValueType {
+        guard let dtype = try TensorDirectory(directory: model.directory).dominantFloatType.flatMap(ValueType.init) else {
+            throw PipelineError.cacheShape(reason: "\(model.directory): the weights are not F32, F16 or BF16, so no record dtype follows from them")
+        }
+        return dtype
     }
 
     /// Compresses every image of `split` once, then for each codec puts every cache through its
@@ -107,14 +111,13 @@ public enum CodecEvaluation {
             var bytes = 0, raw = 0
             var keyError = ErrorSum(), valueError = ErrorSum()
             for (n, (path, cache)) in caches.enumerated() {
-                let kv = tensors(cache, model: model)
+                let kv = try model.storeTensors(cache)
                 let (size, back) = try codec.roundTrip(kv, Digest.sha256(Array("codec evaluation image \(n)".utf8)))
                 bytes += size
                 raw = kv.count * 2 * 2
                 keyError.add(back.keys, reference: cache.keys)
                 valueError.add(back.values, reference: cache.values)
-                decoded[path] = try VoCoCache(mode: cache.mode, layers: cache.layers, rows: cache.rows, width: cache.width,
-                                              firstPosition: cache.firstPosition, keys: back.keys, values: back.values)
+                decoded[path] = try model.engineCache(back)
             }
             let report = try model.evaluate(split, caches: decoded, maxNewTokens: maxNewTokens)
             var trial = CodecTrial(codec: codec.name, bytesPerRecord: Double(bytes) / Double(max(caches.count, 1)), rawF16Bytes: raw,

@@ -31,9 +31,6 @@ enum CompactHeader {
         return out
     }
 
-    /// The length the header of `h` will have, before it is written.
-    static func length(_ h: RecordHeader) -> Int { encode(h).count }
-
     /// Parses and checks a compact header; `model` and `image` are the key's. The checksum is
     /// checked by `RecordCoder`.
     static func decode(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {

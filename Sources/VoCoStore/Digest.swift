@@ -16,7 +16,7 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
         self.bytes = bytes
     }
 
-    init?(_ raw: UnsafeRawBufferPointer) {
+    public init?(_ raw: UnsafeRawBufferPointer) {
         guard raw.count == Self.byteCount else { return nil }
         bytes = Array(raw)
     }
@@ -44,7 +44,7 @@ public struct Digest: Hashable, Comparable, Sendable, CustomStringConvertible, C
     }
 
     /// Any bytes (a key of another length) in hex, for error messages.
-    static func hexString(_ raw: UnsafeRawBufferPointer) -> String {
+    public static func hexString(_ raw: UnsafeRawBufferPointer) -> String {
         raw.map { String(format: "%02x", $0) }.joined()
     }
 

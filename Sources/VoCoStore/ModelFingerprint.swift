@@ -23,7 +23,7 @@ public struct ModelFingerprint: Sendable {
     public let filesHashed: Int
 
     /// Hashes the model in `directory`; with a store, uses and (when writable) fills its hash cache.
-    public static func compute(directory: String, store: KVStore? = nil) throws -> ModelFingerprint {
+    public static func compute(directory: String, store: CacheStore? = nil) throws -> ModelFingerprint {
         let root = URL(fileURLWithPath: directory).standardizedFileURL.resolvingSymlinksInPath().path
         var named: [(name: String, path: String)] = []
         let config = (root as NSString).appendingPathComponent("config.json")
@@ -46,7 +46,7 @@ public struct ModelFingerprint: Sendable {
         var hashed = 0
         for (name, path) in named {
             var entry = try identity(of: path)
-            if name.hasSuffix(".safetensors"), let store, let cached = try store.read({ try $0.cachedFileHash(entry) }) {
+            if name.hasSuffix(".safetensors"), let store, let cached = try store.cachedFileHash(entry) {
                 entry.sha256 = cached
             } else {
                 entry.sha256 = try hashFile(path)
@@ -55,8 +55,8 @@ public struct ModelFingerprint: Sendable {
             }
             files.append(ModelFile(name: name, sha256: entry.sha256, byteCount: entry.byteCount))
         }
-        if let store, !fresh.isEmpty, !store.environment.readOnly {
-            try store.write { txn in for entry in fresh { try txn.cacheFileHash(entry) } }
+        if let store, !fresh.isEmpty, !store.isReadOnly {
+            try store.write { txn in for entry in fresh { try txn.transaction.cacheFileHash(entry) } }
         }
         let manifest = manifestHeader + files.map { "\($0.sha256.hex)  \($0.name)\n" }.joined()
         return ModelFingerprint(fingerprint: Digest.sha256(Array(manifest.utf8)), files: files, manifest: manifest, filesHashed: hashed)
@@ -118,5 +118,15 @@ public struct ModelFingerprint: Sendable {
             hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: buffer[0..<n]))
         }
         return Digest(unchecked: Array(hasher.finalize()))
+    }
+}
+
+extension CacheStore {
+    /// The cached SHA-256 of a file, when its identity (device, inode, size, times, path) is unchanged.
+    func cachedFileHash(_ entry: FileHashEntry) throws -> Digest? {
+        guard let cached = try read({ try $0.readTransaction.cachedFileHash(identity: entry.identity) }) else { return nil }
+        var probe = cached
+        probe.sha256 = entry.sha256
+        return probe == entry ? cached.sha256 : nil
     }
 }

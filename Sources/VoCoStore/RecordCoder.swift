@@ -166,9 +166,13 @@ public enum RecordCoder {
         return try verifiedHeader(record, header: try RecordHeader.decode(record), model: nil, image: nil)
     }
 
-    /// The header of a record stored under `model` and `image`, after its checksum has been verified.
+    /// The header of a record stored under `model` and `image`, after its checksum has been
+    /// verified; a format 1 header must name them.
     public static func verifiedHeader(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {
-        try verifiedHeader(record, header: try RecordHeader.decode(record, model: model, image: image), model: model, image: image)
+        let header = try verifiedHeader(record, header: try RecordHeader.decode(record, model: model, image: image), model: model, image: image)
+        guard header.model == model else { throw RecordProblem("the header names model \(header.model.hex), not the key's \(model.hex)") }
+        guard header.image == image else { throw RecordProblem("the header names image \(header.image.hex), not the key's \(image.hex)") }
+        return header
     }
 
     private static func verifiedHeader(_ record: UnsafeRawBufferPointer, header: RecordHeader, model: Digest?, image: Digest?) throws -> RecordHeader {

@@ -174,14 +174,12 @@ public struct RecordHeader: Equatable, Sendable {
         return try decodeFormat1(record)
     }
 
-    /// The header of a record stored under `model` and `image`: format 1 must name them,
-    /// format 2 takes them (its checksum, checked by `RecordCoder`, binds them).
+    /// The header of a record stored under `model` and `image` (its key): format 1 as it is
+    /// written (`RecordCoder` checks that it names them), format 2 with them (its checksum,
+    /// checked by `RecordCoder`, binds them).
     static func decode(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {
         if CompactHeader.isCompact(record) { return try CompactHeader.decode(record, model: model, image: image) }
-        let header = try decodeFormat1(record)
-        guard header.model == model else { throw RecordProblem("the header names model \(header.model.hex), not \(model.hex)") }
-        guard header.image == image else { throw RecordProblem("the header names image \(header.image.hex), not \(image.hex)") }
-        return header
+        return try decodeFormat1(record)
     }
 
     private static func decodeFormat1(_ record: UnsafeRawBufferPointer) throws -> RecordHeader {

@@ -2,11 +2,16 @@ import Foundation
 
 /// What went wrong with which store, key, record or file, and where useful what to do.
 public enum StoreError: Error, Equatable, CustomStringConvertible, LocalizedError {
-    /// An LMDB call failed (`operation` names it).
-    case lmdb(path: String, operation: String, code: Int32, message: String)
+    /// The backend failed (`operation` names what it was doing, `reason` what it said).
+    case backend(path: String, operation: String, reason: String)
+    /// The file system (or server) holding the store has no room left; nothing of the failed
+    /// write was kept.
+    case diskFull(path: String, operation: String)
+    /// The store fails verification, so an operation that relies on its structure refuses to run.
+    case damaged(path: String, failures: Int, first: String)
     /// There is no store at `path` and it was opened without `create`.
     case noStore(path: String)
-    /// An LMDB environment without VoCo Store metadata.
+    /// Something that is not a VoCo store (e.g. an LMDB environment without its metadata).
     case notAStore(path: String, reason: String)
     /// The store was written with another schema version.
     case schemaMismatch(path: String, found: String, expected: Int)
@@ -35,8 +40,12 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, LocalizedErro
 
     public var description: String {
         switch self {
-        case let .lmdb(path, operation, code, message):
-            return "\(path): LMDB \(operation) failed (\(code): \(message))"
+        case let .backend(path, operation, reason):
+            return "\(path): \(operation) failed: \(reason)"
+        case let .diskFull(path, operation):
+            return "\(path): no space left on the device while \(operation); nothing of this write was kept (free space, then try again)"
+        case let .damaged(path, failures, first):
+            return "\(path): the store fails verification (\(failures) problem(s), first: \(first)); run voco inspect verify, and salvage what verifies into a new store"
         case let .noStore(path):
             return "\(path): no VoCo store here; pass --store with the path of an existing store (ingest creates one)"
         case let .notAStore(path, reason):

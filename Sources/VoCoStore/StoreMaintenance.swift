@@ -1,4 +1,3 @@
-import CLMDB
 import Foundation
 
 // MARK: - Stats
@@ -32,7 +31,7 @@ public struct StoreStats: Codable, Equatable, Sendable {
     public var usedBytes: Int
 }
 
-extension KVStore {
+extension CacheStore {
     public func stats() throws -> StoreStats {
         try read { txn in
             var perCodec: [RecordCodec: StoreStats.CodecStats] = [:]
@@ -51,13 +50,15 @@ extension KVStore {
                 return entry
             }
             let raw = codecs.reduce(0) { $0 + $1.rawBytes }, stored = codecs.reduce(0) { $0 + $1.storedBytes }
+            let t = txn.readTransaction
+            let figures = backend.storageFigures()
             return StoreStats(
-                path: path, schemaVersion: Self.schemaVersion, codec: codec.description,
-                records: try txn.txn.count(databases.records), images: try txn.txn.count(databases.images),
-                collections: try txn.collections().count, collectionMembers: try txn.txn.count(databases.collections),
-                models: try txn.models().count, jobs: try txn.txn.count(databases.jobs),
+                path: location, schemaVersion: figures["schemaVersion"] ?? 0, codec: codec.description,
+                records: try t.recordCount(), images: try t.count(.images),
+                collections: try t.collections().count, collectionMembers: try t.count(.collections),
+                models: try t.models().count, jobs: try jobs.counts().total,
                 rawBytes: raw, storedBytes: stored, ratio: ratio(raw, stored), perCodec: codecs,
-                mapSize: mapSize, usedBytes: usedBytes)
+                mapSize: figures["mapSize"] ?? 0, usedBytes: figures["usedBytes"] ?? 0)
         }
     }
 }
@@ -73,6 +74,14 @@ public struct VerifyFailure: Codable, Equatable, Sendable {
     public var image: String?
     public var model: String?
     public var reason: String
+
+    public init(database: String, key: String, image: String? = nil, model: String? = nil, reason: String) {
+        self.database = database
+        self.key = key
+        self.image = image
+        self.model = model
+        self.reason = reason
+    }
 }
 
 public struct VerifyReport: Codable, Equatable, Sendable {
@@ -81,45 +90,72 @@ public struct VerifyReport: Codable, Equatable, Sendable {
     public var failures: [VerifyFailure]
 }
 
-extension KVStore {
+extension CacheStore {
     /// Checks every record completely (checksum, header against key and registered model, zstd
-    /// frame, body) and parses every image, model, job and collection entry. One snapshot.
+    /// frame, body), parses every catalog entry, and checks the structure: every member's image
+    /// entry and a record of its image present, every record's image entry present, and what
+    /// the backend can check of its own (entry counts). One snapshot where the backend has them.
     public func verify() throws -> VerifyReport {
-        try read { txn in
+        var report = try read { txn in
             var report = VerifyReport(recordsChecked: 0, entriesChecked: 0, failures: [])
-            try txn.txn.scan(databases.records) { k, v in
+            var recordImages = Set<Digest>()
+            try txn.readTransaction.scanRecords(model: nil) { k, v in
                 report.recordsChecked += 1
                 guard let key = RecordKey(k) else {
                     report.failures.append(VerifyFailure(database: "records", key: Digest.hexString(k), reason: "the key is not model + image + codec"))
                     return true
                 }
+                recordImages.insert(key.image)
                 do { _ = try txn.decodeChecked(v, key: key) } catch {
                     let reason = (error as? StoreError).flatMap { if case let .corruptRecord(_, _, _, r) = $0 { return r } else { return nil } } ?? "\(error)"
                     report.failures.append(VerifyFailure(database: "records", key: key.description, image: key.image.hex, model: key.model.hex, reason: reason))
                 }
                 return true
             }
-            let checks: [(String, MDB_dbi, (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> String?)] = [
-                ("images", databases.images, { k, v in k.count != 32 ? "key is not a digest" : parses(ImageInfo.self, v) }),
-                ("models", databases.models, { k, v in
+            var imageEntries = Set<Digest>()
+            var members: [(key: String, image: Digest)] = []
+            let checks: [(CatalogNamespace, (UnsafeRawBufferPointer, UnsafeRawBufferPointer) -> String?)] = [
+                (.images, { k, v in
+                    guard let digest = Digest(k) else { return "key is not a digest" }
+                    if let problem = parses(ImageInfo.self, v) { return problem }
+                    imageEntries.insert(digest)
+                    return nil
+                }),
+                (.models, { k, v in
                     switch k.first {
                     case 1: return k.count != 33 ? "key is not 1 + fingerprint" : parses(ModelDescriptor.self, v)
                     case 2: return k.count != 33 ? "key is not 2 + identity digest" : parses(FileHashEntry.self, v)
                     default: return "unknown key kind"
                     }
                 }),
-                ("jobs", databases.jobs, { k, v in k.count != 8 ? "key is not an id" : parses(IngestJob.self, v) }),
-                ("collections", databases.collections, { k, v in CollectionKeys.parse(k) == nil || v.count != 32 ? "not name + ordinal -> digest" : nil }),
+                (.collections, { k, v in
+                    guard k.count >= 10, k[k.count - 9] == 0, let digest = Digest(v) else { return "not name + 0 + ordinal -> digest" }
+                    members.append((Digest.hexString(k), digest))
+                    return nil
+                }),
             ]
-            for (name, dbi, check) in checks {
-                try txn.txn.scan(dbi) { k, v in
+            for (namespace, check) in checks {
+                try txn.readTransaction.scanCatalog(namespace) { k, v in
                     report.entriesChecked += 1
-                    if let reason = check(k, v) { report.failures.append(VerifyFailure(database: name, key: Digest.hexString(k), reason: reason)) }
+                    if let reason = check(k, v) { report.failures.append(VerifyFailure(database: namespace.rawValue, key: Digest.hexString(k), reason: reason)) }
                     return true
                 }
             }
+            for member in members {
+                if !imageEntries.contains(member.image) {
+                    report.failures.append(VerifyFailure(database: "collections", key: member.key, image: member.image.hex, reason: "the member's image has no images entry"))
+                }
+                if !recordImages.contains(member.image) {
+                    report.failures.append(VerifyFailure(database: "collections", key: member.key, image: member.image.hex, reason: "the member's image has no record"))
+                }
+            }
+            for image in recordImages.subtracting(imageEntries).sorted() {
+                report.failures.append(VerifyFailure(database: "records", key: image.hex, image: image.hex, reason: "records of this image exist but its images entry does not"))
+            }
             return report
         }
+        report.failures += try backend.checkStructure()
+        return report
     }
 }
 
@@ -136,30 +172,46 @@ public struct GCReport: Codable, Equatable, Sendable {
     public var dryRun: Bool
 }
 
-extension KVStore {
+extension CacheStore {
     /// Drops every record and image entry whose image no collection refers to, in one write
-    /// transaction (or, with `dryRun`, only counts them).
+    /// transaction (or, with `dryRun`, only counts them). Refuses to run on a store that does
+    /// not verify: a damaged collection entry would make intact records look unreferenced.
     public func gc(dryRun: Bool = false) throws -> GCReport {
-        let body = { (txn: StoreTransaction) -> GCReport in
-            let referenced = try txn.referencedImages()
-            var bytes = 0
-            let records = try txn.txn.keys(self.databases.records) { k, v in
-                let image = k.count == 65 ? Digest(UnsafeRawBufferPointer(rebasing: k[32..<64])) : nil
-                let orphan = image.map { !referenced.contains($0) } ?? false
-                if orphan { bytes += v.count }
-                return orphan
-            }
-            let images = try txn.txn.keys(self.databases.images) { k, v in
-                let orphan = Digest(k).map { !referenced.contains($0) } ?? false
-                if orphan { bytes += v.count }
-                return orphan
-            }
-            if !dryRun {
-                for key in records { try txn.txn.delete(self.databases.records, key) }
-                for key in images { try txn.txn.delete(self.databases.images, key) }
-            }
-            return GCReport(recordsRemoved: records.count, imagesRemoved: images.count, bytesFreed: bytes, dryRun: dryRun)
+        let report = try verify()
+        guard report.failures.isEmpty else {
+            throw StoreError.damaged(path: location, failures: report.failures.count,
+                                     first: report.failures.first.map { "\($0.database) \($0.key): \($0.reason)" } ?? "")
         }
-        return dryRun ? try read(body) : try write(body)
+        let body = { (txn: any StoreReads) -> (GCReport, [[UInt8]], [Digest]) in
+            var referenced = Set<Digest>()
+            try txn.readTransaction.scanCatalog(.collections) { _, v in
+                if let digest = Digest(v) { referenced.insert(digest) }
+                return true
+            }
+            var bytes = 0
+            var records: [[UInt8]] = [], images: [Digest] = []
+            try txn.readTransaction.scanRecords(model: nil) { k, v in
+                if let key = RecordKey(k), !referenced.contains(key.image) {
+                    records.append(Array(k))
+                    bytes += v.count
+                }
+                return true
+            }
+            try txn.readTransaction.scanCatalog(.images) { k, v in
+                if let digest = Digest(k), !referenced.contains(digest) {
+                    images.append(digest)
+                    bytes += v.count
+                }
+                return true
+            }
+            return (GCReport(recordsRemoved: records.count, imagesRemoved: images.count, bytesFreed: bytes, dryRun: dryRun), records, images)
+        }
+        if dryRun { return try read { try body($0).0 } }
+        return try write { txn in
+            let (report, records, images) = try body(txn)
+            for key in records { try txn.transaction.deleteRawRecord(key) }
+            for digest in images { try txn.transaction.deleteImage(digest) }
+            return report
+        }
     }
 }

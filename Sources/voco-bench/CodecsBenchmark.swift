@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VoCoCommands
 import VoCoPipeline
 import VoCoStore
 
@@ -23,25 +24,30 @@ struct CodecsBenchmark: ParsableCommand {
     @Option(help: "A split folder holding questions.jsonl, or the file itself.") var split: String
     @Option(help: "Model directory (default: $VOCO_MODEL, else Models/voco-shapes).") var model: String?
     @Option(name: .customLong("codec"), help: "A codec spec; repeat for several (the first is the baseline).") var codecs: [String] = Self.defaultCodecs
-    @Option(help: "Element type the model's store would keep: F32, F16 or BF16.") var dtype = "F16"
     @Option(help: "A split whose mean cache is the reference of the --relative codecs (a what-if, not a record format).") var reference: String?
     @Option(name: .customLong("relative"), help: "A codec spec measured relative to the --reference mean; repeat for several.") var relatives: [String] = []
     @Option(help: "Only the first N questions.") var limit: Int?
 
-    func run() throws {
-        guard let valueType = ValueType.allCases.first(where: { $0.name == dtype.uppercased() }) else {
-            throw ValidationError("--dtype must be F32, F16 or BF16")
+    func validate() throws {
+        if let limit { try OptionCheck.require("limit", limit, in: 1...Int.max) }
+        guard !codecs.isEmpty else { throw ValidationError("--codec: give at least one codec (the first is the baseline)") }
+        for spec in codecs + relatives {
+            do { _ = try CodecSettings(parsing: spec) } catch { throw ValidationError("--codec '\(spec)': \(error)") }
         }
         guard relatives.isEmpty || reference != nil else { throw ValidationError("--relative needs --reference SPLIT") }
+    }
+
+    func run() throws {
         var split = try EvaluationSplit(path: split)
         if let limit { split = EvaluationSplit(path: split.path, questions: Array(split.questions.prefix(limit))) }
         let directory = model ?? DefaultModel.path()
         let answering = try AnsweringModel(directory: directory)
         let fingerprint = Digest.sha256(Array("voco-bench codecs: \(directory)".utf8))
+        let valueType = try CodecEvaluation.recordType(answering)
         var list = try codecs.map { CacheCodec.record(try CodecSettings(parsing: $0), model: fingerprint, dtype: valueType) }
         if let reference {
             let referenceSplit = try EvaluationSplit(path: reference)
-            guard let mean = CodecEvaluation.mean(try CodecEvaluation.caches(answering, split: referenceSplit).map(\.cache), model: answering) else {
+            guard let mean = try CodecEvaluation.mean(try CodecEvaluation.caches(answering, split: referenceSplit).map(\.cache), model: answering) else {
                 throw ValidationError("\(reference): no images")
             }
             let name = "the mean of \((reference as NSString).lastPathComponent)"

@@ -20,7 +20,8 @@ import Testing
             writerDone = !writer.isRunning  // one more snapshot after the writer has exited
             let count = try store.read { txn -> Int in
                 let members = try txn.members(of: "synthetic")
-                for (ordinal, image) in members {
+                for member in members {
+                    let (ordinal, image) = (member.ordinal, member.image)
                     #expect(image == SyntheticKV.imageDigest(Int(ordinal)))
                     let kv = try txn.record(image: image, model: model.fingerprint)
                     #expect(kv == SyntheticKV.make(layers: 2, tokens: 2, kvHeads: 2, headDim: 8, seed: ordinal, modelSeed: 5),
@@ -62,8 +63,8 @@ import Testing
                     while !finished {
                         finished = done.isSet
                         try store.read { txn in
-                            for (ordinal, image) in try txn.members(of: "c") where try txn.record(image: image, model: model.fingerprint) != cache(Int(ordinal)) {
-                                failures.add("thread \(thread): record \(ordinal) differs")
+                            for member in try txn.members(of: "c") where try txn.record(image: member.image, model: model.fingerprint) != cache(Int(member.ordinal)) {
+                                failures.add("thread \(thread): record \(member.ordinal) differs")
                             }
                         }
                     }
@@ -87,7 +88,10 @@ import Testing
                 try store.encode(tinyCache(round * batch + i, model: model), image: SyntheticKV.imageDigest(round * batch + i), model: model.fingerprint)
             }
             try store.write { txn in
-                for record in encoded { try txn.put(record) }
+                for record in encoded {
+                    try txn.put(record)
+                    try txn.putImage(record.key.image, ImageInfo(byteCount: 1, format: "png", width: 1, height: 1, sourceNames: ["\(record.key.image.short).png"]))
+                }
                 try txn.append(encoded.map(\.key.image), to: "c")
             }
             readers.append(try startProcess(vocoExecutable(), ["inspect", "stats", "--store", store.path, "--json"]))
@@ -108,17 +112,4 @@ import Testing
         }
         #expect(!seen.isEmpty)
     }
-}
-
-private final class Flag: @unchecked Sendable {
-    private let lock = NSLock()
-    private var value = false
-    var isSet: Bool { lock.withLock { value } }
-    func set() { lock.withLock { value = true } }
-}
-
-private final class FailureLog: @unchecked Sendable {
-    private let lock = NSLock()
-    private(set) var messages: [String] = []
-    func add(_ message: String) { lock.withLock { messages.append(message) } }
 }

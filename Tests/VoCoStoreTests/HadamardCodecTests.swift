@@ -122,14 +122,14 @@ import Testing
     }
 
     @Test func theJSONOfTheOlderCodecsIsUnchangedAndHQsKeepsItsBits() throws {
-        let old = String(decoding: try JSONEncoder.sorted.encode(CodecSettings(codec: .q4)), as: UTF8.self)
+        let old = String(decoding: try sortedJSON(CodecSettings(codec: .q4)), as: UTF8.self)
         #expect(old == #"{"codec":"q4","groupSize":32,"zstdLevel":3}"#)
         let hq = CodecSettings(codec: .hq, keyBits: 5, valueBits: 3)
-        let json = try JSONEncoder.sorted.encode(hq)
+        let json = try sortedJSON(hq)
         #expect(String(decoding: json, as: UTF8.self) == #"{"codec":"hq","groupSize":0,"keyBits":5,"valueBits":3,"zstdLevel":3}"#)
         #expect(try JSONDecoder().decode(CodecSettings.self, from: json) == hq)
         let compact = CodecSettings(codec: .zstd, compactHeader: true)
-        #expect(try JSONDecoder().decode(CodecSettings.self, from: JSONEncoder.sorted.encode(compact)) == compact)
+        #expect(try JSONDecoder().decode(CodecSettings.self, from: sortedJSON(compact)) == compact)
     }
 
     // MARK: - Format 2 bytes
@@ -219,6 +219,12 @@ import Testing
     }
 
     // MARK: - Helpers
+
+    private func sortedJSON(_ settings: CodecSettings) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return try encoder.encode(settings)
+    }
 
     private func bodyOf(_ record: [UInt8], _ header: RecordHeader) throws -> [UInt8] {
         let payload = Array(record[header.headerLength..<(header.headerLength + header.payloadLength)])

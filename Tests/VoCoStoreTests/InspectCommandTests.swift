@@ -2,6 +2,7 @@ import Foundation
 import SafeTensors
 import Testing
 @testable import VoCoStore
+@testable import VoCoStoreLMDB
 
 /// `voco inspect ...` run as a user runs it: the built executable, its output and exit status.
 @Suite struct InspectCommandTests {
@@ -43,7 +44,7 @@ import Testing
         #expect(header["image"] as? String == image.hex && header["model"] as? String == model.fingerprint.hex)
         #expect(header["codec"] as? String == "shuffle-zstd" && header["dtype"] as? String == "F16" && header["layers"] as? Int == 2)
         let layers = try #require(shown["layers"] as? [[String: Any]])
-        let expected = try #require(try KVStore(path: path, options: StoreOptions(readOnly: true)).get(image: image, model: model.fingerprint)).layerStatistics()
+        let expected = try #require(try LMDBStore.open(path: path, options: StoreOptions(readOnly: true)).get(image: image, model: model.fingerprint)).layerStatistics()
         #expect(layers.count == 2)
         #expect(((layers[1]["value"] as? [String: Any])?["max"] as? Double).map(Float.init) == expected[1].value.max)
         let text = try voco("inspect", "show", image.hex, "--store", path).output
@@ -58,13 +59,13 @@ import Testing
         #expect(try voco("inspect", "verify", "--store", path).status == 0)
         let bad = [SyntheticKV.imageDigest(2), SyntheticKV.imageDigest(7)]
         do {
-            let store = try KVStore(path: path)
+            let store = try LMDBStore.open(path: path)
             try store.write { txn in
                 for image in bad {
                     let key = RecordKey(model: model.fingerprint, image: image, codec: .shuffleZstd)
-                    var bytes = try #require(try txn.txn.get(store.databases.records, key.bytes).map { Array($0) })
+                    var bytes = try #require(try txn.readTransaction.recordBytes(key))
                     bytes[bytes.count / 2] ^= 1
-                    try txn.txn.put(store.databases.records, key.bytes, bytes)
+                    try txn.transaction.putRecord(key, bytes)
                 }
             }
         }
@@ -85,7 +86,7 @@ import Testing
         let result = try voco("inspect", "export", image.hex, "--store", path, "--output", output)
         #expect(result.status == 0, "\(result.error)")
         let file = try SafeTensorsFile(path: output)
-        let kv = try #require(try KVStore(path: path, options: StoreOptions(readOnly: true)).get(image: image, model: model.fingerprint))
+        let kv = try #require(try LMDBStore.open(path: path, options: StoreOptions(readOnly: true)).get(image: image, model: model.fingerprint))
         #expect(file.tensors.count == 4 && file.metadata["image"] == image.hex && file.metadata["first_position"] == "0")
         for layer in 0..<2 {
             let key = try file.tensor("layers.\(layer).key"), value = try file.tensor("layers.\(layer).value")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VoCoStore
+@testable import VoCoStoreLMDB
 
 /// Tools/interop/read_records.py, written from Schemas/ alone, reads what Swift wrote.
 /// The interpreter is $VOCO_PYTHON (Tools/test makes one), else python3 on the PATH; it needs
@@ -86,14 +87,14 @@ import Testing
             var bytes = try #require(try storedRecord(store, key))
             let headerLength = try bytes.withUnsafeBytes { try RecordHeader.decode($0).headerLength }
             bytes[headerLength + 1] ^= 0x40
-            try store.write { try $0.txn.put(store.databases.records, key.bytes, bytes) }
+            try store.write { try $0.transaction.putRecord(key, bytes) }
             let refused = try python([store.path])
             #expect(refused.status == 1 && refused.output.contains("checksum mismatch"), "\(spec): \(refused.output)")
             // ...and so is an intact format 2 record under another image's key: its checksum binds the key.
             if settings.compactHeader {
                 let other = RecordKey(model: models[0].fingerprint, image: SyntheticKV.imageDigest(1), codec: settings.codec)
                 let moved = try #require(try storedRecord(store, other))
-                try store.write { try $0.txn.put(store.databases.records, key.bytes, moved) }
+                try store.write { try $0.transaction.putRecord(key, moved) }
                 let misplaced = try python([store.path])
                 #expect(misplaced.status == 1 && misplaced.output.contains("checksum mismatch"), "\(spec): \(misplaced.output)")
                 #expect(throws: RecordProblem.self) {
@@ -105,6 +106,6 @@ import Testing
 }
 
 /// The bytes stored under `key`, unverified.
-func storedRecord(_ store: KVStore, _ key: RecordKey) throws -> [UInt8]? {
-    try store.read { try $0.txn.get(store.databases.records, key.bytes).map { Array($0) } }
+func storedRecord(_ store: CacheStore, _ key: RecordKey) throws -> [UInt8]? {
+    try store.read { try $0.readTransaction.recordBytes(key) }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import SafeTensors
 @testable import VoCoStore
+@testable import VoCoStoreLMDB
 
 // MARK: - Temporary stores
 
@@ -20,14 +21,21 @@ func tinyCache(_ n: Int, model: ModelDescriptor, tokens: Int = 2) -> KVTensors {
                      firstPosition: 5, seed: UInt64(n), modelSeed: 7)
 }
 
-/// A new store at a fresh path with `model` registered.
+/// A new LMDB store at a fresh path with `models` registered.
 func makeStore(codec: CodecSettings = .default, models: [ModelDescriptor] = [tinyModel()],
-               configure: (inout StoreOptions) -> Void = { _ in }) throws -> KVStore {
-    var options = StoreOptions(create: true, codec: codec)
+               configure: (inout LMDBOptions) -> Void = { _ in }) throws -> CacheStore {
+    var options = LMDBOptions()
     configure(&options)
-    let store = try KVStore(path: temporaryDirectory(), options: options)
-    try store.write { txn in for model in models { try txn.register(model) } }
+    let store = try LMDBStore.open(path: temporaryDirectory(), options: StoreOptions(create: true, codec: codec), lmdb: options)
+    for model in models { try store.register(model) }
     return store
+}
+
+extension CacheStore {
+    /// The LMDB backend of a store the tests made.
+    var lmdb: LMDBStore { backend as! LMDBStore }
+    var path: String { location }
+    var mapSize: Int { lmdb.mapSize }
 }
 
 /// `values` rounded to `dtype` and back: what a lossless record gives back.
@@ -106,4 +114,19 @@ func voco(_ arguments: String...) throws -> ProcessResult {
 func readFloats(_ path: String) throws -> [Float] {
     let data = try Data(contentsOf: URL(fileURLWithPath: path))
     return data.withUnsafeBytes { raw in (0..<(raw.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) } }
+}
+
+// MARK: - Threads
+
+final class Flag: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value = false
+    var isSet: Bool { lock.withLock { value } }
+    func set() { lock.withLock { value = true } }
+}
+
+final class FailureLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var messages: [String] = []
+    func add(_ message: String) { lock.withLock { messages.append(message) } }
 }

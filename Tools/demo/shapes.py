@@ -47,6 +47,9 @@ POSITIONS = [
 ]
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 PROMPT_TEMPLATE = "Q: {question} A:"
+# The most images one question reads (multi-image questions read 2 to this many): the exported
+# config.json's voco.max_images, the trained maximum `voco ask` checks.
+MAX_IMAGES_PER_QUESTION = 4
 
 # Split name -> (seed salt, scene count, question count). Train questions are drawn on the fly.
 SPLITS = {
@@ -458,7 +461,7 @@ def make_question(template, scenes_objects, rng):
 def draw_question(template, pool_objects, rng, max_tries=50):
     """Picks images from a pool (list of object lists) and asks `template` about them."""
     for _ in range(max_tries):
-        n = 1 if template in SINGLE else int(rng.integers(2, 5))
+        n = 1 if template in SINGLE else int(rng.integers(2, MAX_IMAGES_PER_QUESTION + 1))
         picks = [int(i) for i in rng.choice(len(pool_objects), size=n, replace=False)]
         result = make_question(template, [pool_objects[i] for i in picks], rng)
         if result is not None:

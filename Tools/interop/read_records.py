@@ -22,7 +22,7 @@ import lmdb
 import numpy as np
 import zstandard
 
-SCHEMA_VERSION = b"1"
+SCHEMA_VERSION = b"2"
 MAGIC = b"VOCOKVR\n"
 HEADER_LENGTH = 128
 CHECKSUM_LENGTH = 32
@@ -258,7 +258,7 @@ def decode_hq(body, h):
 
 
 def open_store(path):
-    env = lmdb.open(path, readonly=True, lock=True, max_dbs=6, subdir=True)
+    env = lmdb.open(path, readonly=True, lock=True, max_dbs=10, subdir=True)
     meta = env.open_db(b"meta", create=False)
     with env.begin(db=meta) as txn:
         version = txn.get(b"schema_version")

@@ -1,4 +1,5 @@
 import CLMDB
+import VoCoStore
 
 // MARK: - Get, put, delete, scan inside one transaction
 
@@ -28,7 +29,7 @@ struct Transaction {
             }
         }
         if rc == MDB_TXN_FULL {
-            throw StoreError.lmdb(path: path, operation: "mdb_put", code: rc, message: "too many changes in one transaction; write in smaller batches")
+            throw StoreError.backend(path: path, operation: "LMDB mdb_put", reason: "too many changes in one transaction; write in smaller batches")
         }
         try check(rc, path: path, "mdb_put")
     }
@@ -45,15 +46,20 @@ struct Transaction {
         return true
     }
 
-    /// Visits entries in key order, starting at the first key >= `prefix` and stopping when a key
-    /// no longer starts with `prefix` or `body` returns false.
+    /// Visits entries in key order, starting at the first key >= `prefix` (or >= `start`) and
+    /// stopping when a key no longer starts with `prefix` or `body` returns false.
     func scan(_ db: MDB_dbi, prefix: [UInt8] = [], _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        try scan(db, prefix: prefix, from: prefix, body)
+    }
+
+    func scan(_ db: MDB_dbi, prefix: [UInt8] = [], from start: [UInt8],
+              _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")
         defer { mdb_cursor_close(cursor) }
         var key = MDB_val(), value = MDB_val()
-        var rc: Int32 = prefix.withUnsafeBytes { p in
-            if prefix.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
+        var rc: Int32 = start.withUnsafeBytes { p in
+            if start.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
             key = MDB_val(mv_size: p.count, mv_data: UnsafeMutableRawPointer(mutating: p.baseAddress))
             return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
         }
@@ -80,6 +86,22 @@ struct Transaction {
         var stat = MDB_stat()
         try check(mdb_stat(txn, db, &stat), path: path, "mdb_stat")
         return stat.ms_entries
+    }
+
+    /// The first key >= `start` (a copy), or nil when there is none.
+    func firstKey(_ db: MDB_dbi, atOrAfter start: [UInt8]) throws -> [UInt8]? {
+        var cursor: OpaquePointer?
+        try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")
+        defer { mdb_cursor_close(cursor) }
+        var key = MDB_val(), value = MDB_val()
+        let rc: Int32 = start.withUnsafeBytes { s in
+            if start.isEmpty { return mdb_cursor_get(cursor, &key, &value, MDB_FIRST) }
+            key = MDB_val(mv_size: s.count, mv_data: UnsafeMutableRawPointer(mutating: s.baseAddress))
+            return mdb_cursor_get(cursor, &key, &value, MDB_SET_RANGE)
+        }
+        if rc == MDB_NOTFOUND { return nil }
+        try check(rc, path: path, "mdb_cursor_get")
+        return Array(UnsafeRawBufferPointer(start: key.mv_data, count: key.mv_size))
     }
 
     /// The last key of `db` that starts with `prefix` (for "next ordinal" and "next id").

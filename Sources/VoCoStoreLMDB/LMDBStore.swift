@@ -1,44 +1,43 @@
 import CLMDB
 import Foundation
+import VoCoStore
 
 // MARK: - Options
 
-public struct StoreOptions: Sendable {
-    /// Open with MDB_RDONLY: no writes, no growth; for inspection and query processes.
-    public var readOnly = false
-    /// Create the directory and an empty store when there is none.
-    public var create = false
-    /// The codec of a new store (default shuffle-zstd, level 3). For an existing store it must
-    /// match what the store was created with, or be nil.
-    public var codec: CodecSettings?
+/// LMDB-only settings.
+public struct LMDBOptions: Sendable {
     /// The map size of a new store; it doubles whenever a write finds it full.
     public var initialMapSize = 64 << 20
     /// The map never grows beyond this.
     public var mapSizeLimit = 1 << 40
 
-    public init(readOnly: Bool = false, create: Bool = false, codec: CodecSettings? = nil) {
-        self.readOnly = readOnly
-        self.create = create
-        self.codec = codec
+    public init(initialMapSize: Int = 64 << 20, mapSizeLimit: Int = 1 << 40) {
+        self.initialMapSize = initialMapSize
+        self.mapSizeLimit = mapSizeLimit
     }
 }
 
-// MARK: - The store
+// MARK: - The backend
 
-/// One LMDB environment with the named databases of Schemas/store-format.md. Safe to share
-/// between threads; many processes may open the same store (one writes at a time).
-public final class KVStore: @unchecked Sendable {
-    public static let schemaVersion = 1
-    static let databaseNames = ["records", "images", "collections", "models", "jobs", "meta"]
+/// A store in one LMDB environment with the named databases of Schemas/store-format.md: every
+/// read is one snapshot, every write one atomic transaction committed with a sync. Many
+/// processes may open the same store (one writes at a time).
+public final class LMDBStore: StoreBackend, @unchecked Sendable {
+    public static let schemaVersion = 2
+    static let databaseNames = ["records", "images", "collections", "members", "models",
+                                "jobs", "job_queue", "job_leases", "job_collections", "meta"]
 
     public let path: String
-    /// The codec every record of this store is written with.
+    public var location: String { path }
     public let codec: CodecSettings
+    public var isReadOnly: Bool { environment.readOnly }
     let environment: LMDBEnvironment
     let databases: Databases
+    public let jobs: any JobQueue
 
     struct Databases {
-        let records, images, collections, models, jobs, meta: MDB_dbi
+        let records, images, collections, members, models, meta: MDB_dbi
+        let jobs, jobQueue, jobLeases, jobCollections: MDB_dbi
     }
 
     /// The store named by `$VOCO_STORE`, else `$XDG_DATA_HOME/voco/store`, else
@@ -51,34 +50,51 @@ public final class KVStore: @unchecked Sendable {
         return (data as NSString).appendingPathComponent("voco/store")
     }
 
-    public init(path: String, options: StoreOptions = StoreOptions()) throws {
+    /// Opens (or with `options.create`, creates) the store in directory `path`, as a `CacheStore`.
+    public static func open(path: String, options: StoreOptions = StoreOptions(), lmdb: LMDBOptions = LMDBOptions()) throws -> CacheStore {
+        CacheStore(backend: try LMDBStore(path: path, options: options, lmdb: lmdb))
+    }
+
+    public init(path: String, options: StoreOptions = StoreOptions(), lmdb: LMDBOptions = LMDBOptions()) throws {
         self.path = path
         let fm = FileManager.default
         let isNew = !fm.fileExists(atPath: (path as NSString).appendingPathComponent("data.mdb"))
         if isNew {
             guard options.create, !options.readOnly else { throw StoreError.noStore(path: path) }
             do { try fm.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
-                throw StoreError.lmdb(path: path, operation: "create directory", code: 0, message: error.localizedDescription)
+                throw StoreError.backend(path: path, operation: "creating the store directory", reason: error.localizedDescription)
             }
         }
         let requested = try options.codec?.validated()
         environment = try LMDBEnvironment(
-            path: path, readOnly: options.readOnly, newMapSize: isNew ? options.initialMapSize : nil,
-            mapSizeLimit: max(options.mapSizeLimit, options.initialMapSize), maxDatabases: Self.databaseNames.count)
+            path: path, readOnly: options.readOnly, newMapSize: isNew ? lmdb.initialMapSize : nil,
+            mapSizeLimit: max(lmdb.mapSizeLimit, lmdb.initialMapSize), maxDatabases: Self.databaseNames.count)
         // Never add our databases to an LMDB environment that holds something else.
-        if !isNew, !options.readOnly, try environment.openDatabases(["meta"], create: false).isEmpty,
-           try environment.mainDatabaseEntries() > 0 {
+        let environment = self.environment
+        let existing = try environment.openDatabases(["meta"], create: false)
+        if !isNew, existing.isEmpty, try environment.mainDatabaseEntries() > 0 {
             throw StoreError.notAStore(path: path, reason: "an LMDB environment without VoCo Store's meta database")
         }
+        let version = try existing["meta"].flatMap { meta in
+            try environment.read { try $0.get(meta, Array("schema_version".utf8)).map { String(decoding: $0, as: UTF8.self) } }
+        }
+        if version == "1" {
+            guard !options.readOnly else {
+                throw StoreError.schemaMismatch(path: path, found: "1", expected: Self.schemaVersion)
+            }
+            try LMDBMigration.upgradeFromVersion1(environment)
+        }
         let handles = try environment.openDatabases(Self.databaseNames, create: !options.readOnly)
-        guard let meta = handles["meta"] else { throw StoreError.notAStore(path: path, reason: "no meta database") }
         func handle(_ name: String) throws -> MDB_dbi {
             guard let dbi = handles[name] else { throw StoreError.notAStore(path: path, reason: "no \(name) database") }
             return dbi
         }
-        databases = Databases(records: try handle("records"), images: try handle("images"),
-                              collections: try handle("collections"), models: try handle("models"),
-                              jobs: try handle("jobs"), meta: meta)
+        let databases = Databases(records: try handle("records"), images: try handle("images"), collections: try handle("collections"),
+                              members: try handle("members"), models: try handle("models"), meta: try handle("meta"),
+                              jobs: try handle("jobs"), jobQueue: try handle("job_queue"), jobLeases: try handle("job_leases"),
+                              jobCollections: try handle("job_collections"))
+        self.databases = databases
+        jobs = LMDBJobQueue(environment: environment, db: databases)
         codec = try Self.checkMeta(environment: environment, databases: databases, path: path,
                                    requested: requested, initialise: !options.readOnly)
     }
@@ -86,10 +102,11 @@ public final class KVStore: @unchecked Sendable {
     /// Checks the schema version and reads the codec; a brand-new (empty) store gets both.
     private static func checkMeta(environment: LMDBEnvironment, databases d: Databases, path: String,
                                   requested: CodecSettings?, initialise: Bool) throws -> CodecSettings {
+        let all = [d.records, d.images, d.collections, d.members, d.models, d.jobs, d.jobQueue, d.jobLeases, d.jobCollections, d.meta]
         let readMeta = { (txn: Transaction) -> (version: String?, codec: [UInt8]?, empty: Bool) in
             let version = try txn.get(d.meta, Array("schema_version".utf8)).map { String(decoding: $0, as: UTF8.self) }
             let codec = try txn.get(d.meta, Array("codec".utf8)).map { Array($0) }
-            let empty = try [d.records, d.images, d.collections, d.models, d.jobs, d.meta].allSatisfy { try txn.count($0) == 0 }
+            let empty = try all.allSatisfy { try txn.count($0) == 0 }
             return (version, codec, empty)
         }
         var state = try environment.read(readMeta)
@@ -98,7 +115,7 @@ public final class KVStore: @unchecked Sendable {
             state = try environment.write { txn in
                 let current = try readMeta(txn)  // another process may have initialised it meanwhile
                 guard current.version == nil, current.empty else { return current }
-                let codecJSON = try JSONEncoder.sorted.encode(settings)
+                let codecJSON = try JSONEncoder.sortedKeys.encode(settings)
                 try txn.put(d.meta, Array("schema_version".utf8), Array(String(Self.schemaVersion).utf8))
                 try txn.put(d.meta, Array("codec".utf8), Array(codecJSON))
                 try txn.put(d.meta, Array("created".utf8), Array(Date().ISO8601Format().utf8))
@@ -122,24 +139,27 @@ public final class KVStore: @unchecked Sendable {
 
     // MARK: Transactions
 
-    /// Runs `body` on one consistent snapshot (MVCC: writers never block it, nor it them).
-    /// Everything the transaction methods return is a copy, valid after `body`. Do not call
-    /// `read` or `write` inside `body` (the map-resize lock is not reentrant).
-    public func read<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
-        try environment.read { try body(StoreTransaction(txn: $0, store: self)) }
+    public func read<T>(_ body: (any StoreReadTransaction) throws -> T) throws -> T {
+        try environment.read { try body(LMDBReadTransaction(txn: $0, db: databases)) }
     }
 
-    /// Runs `body` in the single write transaction and commits it atomically. If the map is full,
-    /// everything `body` did is dropped, the map grows and `body` runs again, so `body` must not
-    /// have effects outside the transaction. Encode records before calling (`encode`).
-    @discardableResult
-    public func write<T>(_ body: (StoreTransaction) throws -> T) throws -> T {
-        try environment.write { try body(StoreTransaction(txn: $0, store: self)) }
+    public func write<T>(_ body: (any StoreWriteTransaction) throws -> T) throws -> T {
+        try environment.write { try body(LMDBWriteTransaction(txn: $0, db: databases)) }
     }
 
     /// Current map size and bytes in use.
     public var mapSize: Int { environment.mapSize }
     public var usedBytes: Int { environment.usedBytes }
+
+    public func storageFigures() -> [String: Int] {
+        ["schemaVersion": Self.schemaVersion, "mapSize": mapSize, "usedBytes": usedBytes]
+    }
+
+    /// LMDB's own entry counts against what a walk finds, and the members index against the
+    /// collections it indexes.
+    public func checkStructure() throws -> [VerifyFailure] {
+        try environment.read { txn in try LMDBStructureCheck(txn: txn, db: databases).run() }
+    }
 
     /// Test hook: overwrite a meta value (to fake another schema version).
     func setMeta(_ key: String, _ value: String) throws {
@@ -147,17 +167,9 @@ public final class KVStore: @unchecked Sendable {
     }
 }
 
-/// One read or write transaction of a store. Write methods need one from `KVStore.write`.
-public struct StoreTransaction {
-    let txn: Transaction
-    let store: KVStore
-    var db: KVStore.Databases { store.databases }
-    var path: String { store.path }
-}
-
 extension JSONEncoder {
     /// Deterministic JSON (sorted keys) for the store's values.
-    static var sorted: JSONEncoder {
+    static var sortedKeys: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return encoder

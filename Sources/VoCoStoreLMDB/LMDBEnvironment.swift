@@ -1,5 +1,6 @@
 import CLMDB
 import Foundation
+import VoCoStore
 
 // MARK: - The environment: one map, transactions, growth
 
@@ -21,7 +22,7 @@ final class LMDBEnvironment: @unchecked Sendable {
         self.mapSizeLimit = mapSizeLimit
         var handle: OpaquePointer?
         try check(mdb_env_create(&handle), path: path, "mdb_env_create")
-        guard let handle else { throw StoreError.lmdb(path: path, operation: "mdb_env_create", code: 0, message: "no environment") }
+        guard let handle else { throw StoreError.backend(path: path, operation: "LMDB mdb_env_create", reason: "no environment") }
         env = handle
         do {
             try check(mdb_env_set_maxdbs(env, MDB_dbi(maxDatabases)), path: path, "mdb_env_set_maxdbs")
@@ -94,7 +95,7 @@ final class LMDBEnvironment: @unchecked Sendable {
             }
             defer { resizeLock.unlock() }
             try check(rc, path: path, "mdb_txn_begin(read)")
-            guard let txn else { throw StoreError.lmdb(path: path, operation: "mdb_txn_begin", code: 0, message: "no transaction") }
+            guard let txn else { throw StoreError.backend(path: path, operation: "LMDB mdb_txn_begin", reason: "no transaction") }
             do {
                 let result = try body(Transaction(txn: txn, path: path))
                 if commit { try check(mdb_txn_commit(txn), path: path, "mdb_txn_commit(read)") } else { mdb_txn_abort(txn) }
@@ -124,7 +125,8 @@ final class LMDBEnvironment: @unchecked Sendable {
             }
             guard rc == 0, let txn else {
                 resizeLock.unlock()
-                throw StoreError.lmdb(path: path, operation: "mdb_txn_begin(write)", code: rc, message: lmdbMessage(rc))
+                try check(rc, path: path, "mdb_txn_begin(write)")
+                throw StoreError.backend(path: path, operation: "LMDB mdb_txn_begin(write)", reason: "no transaction")
             }
             let result: T
             do {
@@ -177,7 +179,8 @@ func lmdbMessage(_ code: Int32) -> String { String(cString: mdb_strerror(code)) 
 func check(_ rc: Int32, path: String, _ operation: @autoclosure () -> String) throws {
     guard rc != 0 else { return }
     if rc == MDB_MAP_FULL { throw MapFull() }
-    throw StoreError.lmdb(path: path, operation: operation(), code: rc, message: lmdbMessage(rc))
+    if rc == ENOSPC || rc == EDQUOT { throw StoreError.diskFull(path: path, operation: "LMDB \(operation())") }
+    throw StoreError.backend(path: path, operation: "LMDB \(operation())", reason: "\(lmdbMessage(rc)) (\(rc))")
 }
 
 // MARK: - A pthread read-write lock

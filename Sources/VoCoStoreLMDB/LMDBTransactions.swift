@@ -1,0 +1,196 @@
+import CLMDB
+import Foundation
+import VoCoStore
+
+// MARK: - Key layouts (Schemas/store-format.md)
+
+enum CollectionKeys {
+    /// collections: name + 0x00 + ordinal (UInt64, big-endian, so members sort in order).
+    static func member(_ name: String, _ ordinal: UInt64) -> [UInt8] { prefix(name) + bigEndianBytes(ordinal) }
+    /// members: name + 0x00 + image digest -> ordinal (the index that makes `append` skip members).
+    static func index(_ name: String, _ image: Digest) -> [UInt8] { prefix(name) + image.bytes }
+    static func prefix(_ name: String) -> [UInt8] { Array(name.utf8) + [0] }
+
+    /// Splits a `collections` key into name and ordinal.
+    static func parse(_ key: UnsafeRawBufferPointer) -> (name: String, ordinal: UInt64)? {
+        guard key.count >= 10, key[key.count - 9] == 0 else { return nil }
+        let name = String(decoding: key[0..<(key.count - 9)], as: UTF8.self)
+        return (name, readBigEndian(UnsafeRawBufferPointer(rebasing: key[(key.count - 8)...])))
+    }
+}
+
+/// `models` holds two kinds of keys, told apart by their first byte.
+enum ModelKeys {
+    static func descriptor(_ fingerprint: Digest) -> [UInt8] { [1] + fingerprint.bytes }
+    static func fileHash(identity: String) -> [UInt8] { [2] + Digest.sha256(Array(identity.utf8)).bytes }
+}
+
+// MARK: - Reads (shared by read and write transactions)
+
+protocol LMDBReads: RecordReading, CatalogReading {
+    var txn: Transaction { get }
+    var db: LMDBStore.Databases { get }
+}
+
+extension LMDBReads {
+    var path: String { txn.path }
+
+    // MARK: Records
+
+    func recordBytes(_ key: RecordKey) throws -> [UInt8]? { try txn.get(db.records, key.bytes).map { Array($0) } }
+    func hasRecord(_ key: RecordKey) throws -> Bool { try txn.get(db.records, key.bytes) != nil }
+    func recordCount() throws -> Int { try txn.count(db.records) }
+
+    func scanRecords(model: Digest?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        try txn.scan(db.records, prefix: model?.bytes ?? [], body)
+    }
+
+    // MARK: Catalog
+
+    func model(_ fingerprint: Digest) throws -> ModelDescriptor? {
+        try decodeJSON(ModelDescriptor.self, db.models, "models", ModelKeys.descriptor(fingerprint))
+    }
+
+    func models() throws -> [ModelDescriptor] {
+        var out: [ModelDescriptor] = []
+        try txn.scan(db.models, prefix: [1]) { k, v in
+            guard let descriptor = try? JSONDecoder().decode(ModelDescriptor.self, from: Data(v)) else {
+                throw StoreError.corruptEntry(path: path, database: "models", key: Digest.hexString(k), reason: "not a model descriptor")
+            }
+            out.append(descriptor)
+            return true
+        }
+        return out
+    }
+
+    func image(_ digest: Digest) throws -> ImageInfo? {
+        try decodeJSON(ImageInfo.self, db.images, "images", digest.bytes)
+    }
+
+    func collections() throws -> [CollectionSummary] {
+        var out: [CollectionSummary] = []
+        var start: [UInt8] = []
+        // One seek per collection: count its members, then jump past its prefix.
+        while let first = try txn.firstKey(db.collections, atOrAfter: start) {
+            guard let (name, _) = first.withUnsafeBytes({ CollectionKeys.parse($0) }) else {
+                throw StoreError.corruptEntry(path: path, database: "collections", key: first.withUnsafeBytes { Digest.hexString($0) }, reason: "not name + 0 + ordinal")
+            }
+            let prefix = CollectionKeys.prefix(name)
+            out.append(CollectionSummary(name: name, count: try countMembers(prefix)))
+            start = Array(name.utf8) + [1]
+        }
+        return out
+    }
+
+    func collection(named name: String) throws -> CollectionSummary? {
+        let count = try countMembers(CollectionKeys.prefix(name))
+        return count == 0 ? nil : CollectionSummary(name: name, count: count)
+    }
+
+    private func countMembers(_ prefix: [UInt8]) throws -> Int {
+        var count = 0
+        try txn.scan(db.collections, prefix: prefix) { _, _ in count += 1; return true }
+        return count
+    }
+
+    func members(of collection: String, offset: Int, limit: Int) throws -> [CollectionMember] {
+        var out: [CollectionMember] = []
+        var skipped = 0
+        guard limit > 0 else { return [] }
+        try txn.scan(db.collections, prefix: CollectionKeys.prefix(collection)) { k, v in
+            guard let (_, ordinal) = CollectionKeys.parse(k), let digest = Digest(v) else {
+                throw StoreError.corruptEntry(path: path, database: "collections", key: Digest.hexString(k), reason: "not name + ordinal -> 32-byte digest")
+            }
+            if skipped < offset { skipped += 1; return true }
+            out.append(CollectionMember(ordinal: ordinal, image: digest))
+            return out.count < limit
+        }
+        return out
+    }
+
+    func ordinal(of image: Digest, in collection: String) throws -> UInt64? {
+        guard let raw = try txn.get(db.members, CollectionKeys.index(collection, image)) else { return nil }
+        guard raw.count == 8 else {
+            throw StoreError.corruptEntry(path: path, database: "members", key: "\(collection)/\(image.hex)", reason: "not an 8-byte ordinal")
+        }
+        return readBigEndian(raw)
+    }
+
+    func cachedFileHash(identity: String) throws -> FileHashEntry? {
+        try decodeJSON(FileHashEntry.self, db.models, "models", ModelKeys.fileHash(identity: identity))
+    }
+
+    func scanCatalog(_ namespace: CatalogNamespace, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
+        try txn.scan(dbi(namespace), body)
+    }
+
+    func count(_ namespace: CatalogNamespace) throws -> Int { try txn.count(dbi(namespace)) }
+
+    func dbi(_ namespace: CatalogNamespace) -> MDB_dbi {
+        switch namespace {
+        case .images: return db.images
+        case .collections: return db.collections
+        case .members: return db.members
+        case .models: return db.models
+        }
+    }
+
+    func decodeJSON<T: Decodable>(_ type: T.Type, _ dbi: MDB_dbi, _ database: String, _ key: [UInt8]) throws -> T? {
+        guard let raw = try txn.get(dbi, key) else { return nil }
+        do { return try JSONDecoder().decode(T.self, from: Data(raw)) } catch {
+            throw StoreError.corruptEntry(path: path, database: database, key: key.withUnsafeBytes { Digest.hexString($0) }, reason: "\(error)")
+        }
+    }
+}
+
+struct LMDBReadTransaction: LMDBReads {
+    let txn: Transaction
+    let db: LMDBStore.Databases
+}
+
+// MARK: - Writes
+
+struct LMDBWriteTransaction: LMDBReads, RecordWriting, CatalogWriting {
+    let txn: Transaction
+    let db: LMDBStore.Databases
+
+    func putRecord(_ key: RecordKey, _ bytes: [UInt8]) throws { try txn.put(db.records, key.bytes, bytes) }
+    func deleteRecord(_ key: RecordKey) throws -> Bool { try txn.delete(db.records, key.bytes) }
+    func deleteRawRecord(_ key: [UInt8]) throws -> Bool { try txn.delete(db.records, key) }
+
+    func putModel(_ descriptor: ModelDescriptor) throws {
+        try txn.put(db.models, ModelKeys.descriptor(descriptor.fingerprint), Array(try JSONEncoder.sortedKeys.encode(descriptor)))
+    }
+
+    func putImage(_ digest: Digest, _ info: ImageInfo) throws {
+        try txn.put(db.images, digest.bytes, Array(try JSONEncoder.sortedKeys.encode(info)))
+    }
+
+    func deleteImage(_ digest: Digest) throws -> Bool { try txn.delete(db.images, digest.bytes) }
+
+    func append(_ images: [Digest], to collection: String) throws -> [UInt64] {
+        var next = try txn.lastKey(db.collections, prefix: CollectionKeys.prefix(collection))
+            .flatMap { k in k.withUnsafeBytes { CollectionKeys.parse($0)?.ordinal } }.map { $0 + 1 } ?? 0
+        return try images.map { digest in
+            if let ordinal = try ordinal(of: digest, in: collection) { return ordinal }
+            try txn.put(db.collections, CollectionKeys.member(collection, next), digest.bytes)
+            try txn.put(db.members, CollectionKeys.index(collection, digest), bigEndianBytes(next))
+            next += 1
+            return next - 1
+        }
+    }
+
+    func removeCollection(_ name: String) throws -> Int {
+        let prefix = CollectionKeys.prefix(name)
+        let keys = try txn.keys(db.collections, prefix: prefix)
+        for key in keys { try txn.delete(db.collections, key) }
+        for key in try txn.keys(db.members, prefix: prefix) { try txn.delete(db.members, key) }
+        return keys.count
+    }
+
+    func cacheFileHash(_ entry: FileHashEntry) throws {
+        try txn.put(db.models, ModelKeys.fileHash(identity: entry.identity), Array(try JSONEncoder.sortedKeys.encode(entry)))
+    }
+
+    func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool { try txn.delete(dbi(namespace), key) }
+}
