@@ -239,3 +239,40 @@ import Testing
         return (error / original.reduce(0.0) { $0 + Double($1 * $1) }).squareRoot()
     }
 }
+
+/// A store whose codec writes format 2 reads, verifies and counts its own records, and refuses
+/// one moved under another image's key.
+@Suite struct CompactStoreTests {
+    @Test(arguments: ["hq", "hq:k=5,v=3", "shuffle-zstd:compact"])
+    func aStoreReadsAndVerifiesItsFormatTwoRecords(spec: String) throws {
+        let settings = try CodecSettings(parsing: spec)
+        let model = SyntheticKV.model(layers: 2, kvHeads: 2, headDim: 16, tokensPerImage: 1, dtype: .f16, seed: 4)
+        let store = try makeStore(codec: settings, models: [model])
+        var expected: [Digest: KVTensors] = [:]
+        for n in 0..<3 {
+            let kv = SyntheticKV.make(layers: 2, tokens: 1, kvHeads: 2, headDim: 16, firstPosition: 65, seed: UInt64(n))
+            let image = SyntheticKV.imageDigest(n)
+            try store.put(kv, image: image, model: model.fingerprint)
+            _ = try store.write { try $0.putImage(image, ImageInfo(byteCount: 0, format: "synthetic", width: 0, height: 0, sourceNames: ["\(n)"])) }
+            let record = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .f16, settings: settings)
+            expected[image] = try record.withUnsafeBytes { try RecordCoder.decode($0, model: model.fingerprint, image: image).1 }
+        }
+        for (image, kv) in expected {
+            let back = try #require(try store.get(image: image, model: model.fingerprint))
+            #expect(back.keys.map(\.bitPattern) == kv.keys.map(\.bitPattern) && back.values.map(\.bitPattern) == kv.values.map(\.bitPattern))
+        }
+        #expect(try store.verify().failures.isEmpty)
+        let stats = try store.stats()
+        #expect(stats.records == 3 && stats.rawBytes == 3 * 2 * 2 * 16 * 2 * 2)
+
+        // The bytes of image 0 under image 1's key: intact, but bound to another key.
+        let (from, to) = (RecordKey(model: model.fingerprint, image: SyntheticKV.imageDigest(0), codec: settings.codec),
+                          RecordKey(model: model.fingerprint, image: SyntheticKV.imageDigest(1), codec: settings.codec))
+        let moved = try #require(try storedRecord(store, from))
+        try store.write { try $0.transaction.putRecord(to, moved) }
+        #expect { _ = try store.get(image: SyntheticKV.imageDigest(1), model: model.fingerprint) } throws: {
+            "\($0)".contains("checksum mismatch") && "\($0)".contains(SyntheticKV.imageDigest(1).hex)
+        }
+        #expect(try store.verify().failures.contains { $0.image == SyntheticKV.imageDigest(1).hex })
+    }
+}
