@@ -101,10 +101,10 @@ public struct RecordHeader: Equatable, Sendable {
     /// Where the payload starts: 128 in format 1, the compact header's length in format 2.
     public var headerLength: Int
 
-    public init(format: Int = 1, codec: RecordCodec, dtype: ValueType, keysBeforeRoPE: Bool, model: Digest, image: Digest,
-                layers: Int, kvHeads: Int, headDim: Int, tokens: Int, firstPosition: Int, groupSize: Int = 0,
-                keyBits: Int = 0, valueBits: Int = 0, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
-                headerLength: Int = RecordHeader.length) {
+    init(format: Int = 1, codec: RecordCodec, dtype: ValueType, keysBeforeRoPE: Bool, model: Digest, image: Digest,
+         layers: Int, kvHeads: Int, headDim: Int, tokens: Int, firstPosition: Int, groupSize: Int = 0,
+         keyBits: Int = 0, valueBits: Int = 0, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
+         headerLength: Int = RecordHeader.length) {
         self.format = format
         self.codec = codec
         self.dtype = dtype
