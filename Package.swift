@@ -84,6 +84,7 @@ let package = Package(
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
+                "VoCoPipeline",
                 "VoCoStore",
                 "VoCoStoreLMDB",
                 "VoCoTokenizer",

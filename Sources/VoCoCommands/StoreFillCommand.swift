@@ -14,7 +14,7 @@ struct StoreFillCommand: ParsableCommand {
 
     @OptionGroup var location: StoreLocation
     @Flag(help: "Create the store if there is none.") var create = false
-    @Option(help: "Codec of a new store: shuffle-zstd, zstd, int8, q4.") var codec = "shuffle-zstd"
+    @Option(help: "Codec of a new store: shuffle-zstd, zstd, int8, q4, hq, with options as in hq:k=5,v=4 or q4:group=64 (docs/store.md).") var codec = "shuffle-zstd"
     @Option(help: "Element type of the synthetic model: F32, F16, BF16.") var dtype = "F16"
     @Option var layers = 2
     @Option var kvHeads = 2
@@ -43,15 +43,16 @@ struct StoreFillCommand: ParsableCommand {
     }
 
     /// The codec and the element type the options name.
-    private func types() throws -> (RecordCodec, ValueType) {
-        guard let codec = RecordCodec(name: codec) else { throw ValidationError("--codec '\(codec)': unknown (shuffle-zstd, zstd, int8, q4)") }
+    private func types() throws -> (CodecSettings, ValueType) {
+        let settings: CodecSettings
+        do { settings = try CodecSettings(parsing: codec) } catch { throw ValidationError("--codec '\(codec)': \(error)") }
         guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("--dtype '\(dtype)': unknown (F32, F16, BF16)") }
-        return (codec, dtype)
+        return (settings, dtype)
     }
 
     func run() throws {
         let (codec, dtype) = try types()
-        let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
+        let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? codec : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
         try store.register(model)
         for start in stride(from: first, to: first + records, by: batch) {

@@ -47,7 +47,8 @@ extension StoreReads {
     /// Checks a stored record completely (checksum, header against key and model, body) and decodes it.
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
-            let (header, kv) = try RecordCoder.decode(bytes)
+            // The key's model and image: format 2 records are checked with them (its checksum binds them).
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image)
             try checkHeader(header, key: key)
             return (header, kv)
         } catch let problem as RecordProblem {
@@ -81,7 +82,7 @@ extension StoreReads {
                 throw StoreError.corruptRecord(path: path, key: Digest.hexString(k), image: nil, reason: "the key is not model + image + codec")
             }
             let header: RecordHeader
-            do { header = try RecordHeader.decode(v) } catch let problem as RecordProblem {
+            do { header = try RecordHeader.decode(v, model: key.model, image: key.image) } catch let problem as RecordProblem {
                 throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
             }
             return try body(RecordSummary(key: key, header: header, storedBytes: v.count))

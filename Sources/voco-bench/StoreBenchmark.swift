@@ -45,6 +45,8 @@ struct StoreBenchmark: ParsableCommand {
             ("shuffle + zstd", CodecSettings(codec: .shuffleZstd, zstdLevel: level)),
             ("int8 + zstd", CodecSettings(codec: .int8, zstdLevel: level)),
             ("q4 (groups of 32) + zstd", CodecSettings(codec: .q4, zstdLevel: level, groupSize: 32)),
+            ("hq K8/V8", CodecSettings(codec: .hq, zstdLevel: level, keyBits: 8, valueBits: 8)),
+            ("hq K4/V4", CodecSettings(codec: .hq, zstdLevel: level, keyBits: 4, valueBits: 4)),
         ]
         for shape in Self.shapes {
             let model = SyntheticKV.model(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,

@@ -162,6 +162,9 @@ enum HostileTable {
         rows += option("voco-bench", ["store"], "distinct", ["0", max])
         rows += option("voco-bench", ["store"], "repeats", ["0", max])
         rows += option("voco-bench", ["tokenizer"], "bytes", ["0", "-1", max])
+        let codecs = ["codecs", "--split", Paths.repository + "/Samples"]
+        rows += option("voco-bench", codecs, "limit", ["0", "-1", min])
+        rows += option("voco-bench", codecs, "codec", ["hq:k=9", "q3"])
         return rows
     }
 }
@@ -171,7 +174,7 @@ enum HostileTable {
 
     @Test func tableCoversEveryProgram() {
         // The counts docs/reliability.md records; change both together.
-        #expect(HostileTable.voco.count == 87 && HostileTable.bench.count == 66, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
+        #expect(HostileTable.voco.count == 87 && HostileTable.bench.count == 71, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
     }
 
     @Test(arguments: rows)
