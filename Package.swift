@@ -80,9 +80,11 @@ let package = Package(
         .executableTarget(
             name: "voco-bench",
             dependencies: [
+                "VoCoCommands",  // OptionCheck: the same checks of user numbers as voco's
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
+                "VoCoPipeline",
                 "VoCoStore",
                 "VoCoStoreLMDB",
                 "VoCoTokenizer",
@@ -105,7 +107,9 @@ let package = Package(
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "SafeTensors", "voco"]),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoStore", "VoCoStoreLMDB"], exclude: ["Fixtures"]),
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB"], exclude: ["Fixtures"]),
+        // The built executables are dependencies so that the hostile-number harness runs them as a user does.
+        .testTarget(name: "VoCoCommandsTests", dependencies: ["VoCoCommands", "voco", "voco-bench"]),
     ],
     swiftLanguageModes: [.v5]
 )

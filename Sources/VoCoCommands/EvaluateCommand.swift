@@ -34,6 +34,8 @@ struct EvaluateCommand: ParsableCommand {
     var limit: Int?
 
     func validate() throws {
+        try require("max-tokens", maxTokens, in: 1...Int.max)
+        if let limit { try require("limit", limit, in: 0...Int.max) }
         if references.count > models.count { throw ValidationError("more --compare files (\(references.count)) than --model directories (\(models.count))") }
     }
 

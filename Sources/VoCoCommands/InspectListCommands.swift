@@ -61,8 +61,12 @@ struct InspectListCommand: ParsableCommand {
         var members: [Member]
     }
 
+    func validate() throws {
+        try require("offset", offset, in: 0...Int.max)
+        try require("limit", limit, in: 1...Int.max)
+    }
+
     func run() throws {
-        guard offset >= 0, limit > 0 else { throw ValidationError("--offset must be >= 0 and --limit > 0") }
         let store = try location.open()
         guard let collection else {
             let all = try store.read { try $0.collections() }
@@ -84,15 +88,18 @@ struct InspectListCommand: ParsableCommand {
             throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
-        // Saturating: an offset near Int.max is valid (it lists nothing) and must not trap here.
-        let shown = offset.addingReportingOverflow(page.members.count).overflow ? Int.max : offset + page.members.count
-        print("\(page.collection): images \(offset == .max ? offset : offset + 1)-\(shown) of \(page.total)")
+        // members.count <= total - offset, so offset + count cannot overflow; offset + 1 can.
+        guard !page.members.isEmpty else {
+            print("\(page.collection): no images from --offset \(offset) (the collection has \(page.total))")
+            return
+        }
+        print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")
         print(table(page.members.map { m in
             ["\(m.ordinal)", m.image.short, m.info.map { "\($0.format) \($0.width)x\($0.height)" } ?? "-",
              m.models.isEmpty ? "no record" : "\(m.models.count) record(s)", m.info?.sourceNames.first ?? ""]
         }))
-        if shown < page.total {
-            print("... more: --offset \(shown)")
+        if offset + page.members.count < page.total {
+            print("... more: --offset \(offset + page.members.count)")
         }
     }
 }

@@ -36,7 +36,8 @@ struct InspectShowCommand: ParsableCommand {
         print("record \(shown.key)")
         print(table([
             ["model", h.model.hex], ["image", h.image.hex],
-            ["codec", h.codec.name + (h.groupSize > 0 ? " (groups of \(h.groupSize))" : "")], ["dtype", h.dtype.name],
+            ["codec", h.codec.name + (h.groupSize > 0 ? " (groups of \(h.groupSize))" : "")
+                + (h.codec == .hq ? " (K \(h.keyBits) bits, V \(h.valueBits) bits)" : "") + (h.format == 1 ? "" : ", record format \(h.format)")], ["dtype", h.dtype.name],
             ["shape", "\(h.layers) layers x \(h.tokens) tokens x \(h.kvHeads) kv heads x \(h.headDim)"],
             ["positions", "\(h.firstPosition)..<\(h.firstPosition + h.tokens) in the compression pass"],
             ["K", h.keysBeforeRoPE ? "before RoPE" : "after RoPE"],

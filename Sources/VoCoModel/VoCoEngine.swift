@@ -83,6 +83,7 @@ public final class VoCoEngine: @unchecked Sendable {
             projector = nil
             visionTowerDirectory = nil
         }
+        try checkPasses(configPath: configPath)
         try loader.throwIfProblems()
     }
 

@@ -3,20 +3,57 @@ import Foundation
 
 // MARK: - Codec settings (per store, in `meta`)
 
-/// The codec a store writes with. Stored as JSON in `meta` under `codec`.
+/// The codec a store writes with. Stored as JSON in `meta` under `codec`; the fields a codec
+/// does not use are left out, so the JSON of the older codecs is what it always was.
 public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertible {
     public var codec: RecordCodec
     /// zstd compression level (the library's range, 1...19 are the usual ones).
     public var zstdLevel: Int
     /// q4: channels per quantisation group; ignored (and recorded as 0) by the other codecs.
     public var groupSize: Int
+    /// hq: bits per key code and per value code (2...8); 0 for the other codecs.
+    public var keyBits: Int
+    public var valueBits: Int
+    /// Write records in format 2 (the compact header). Always for hq; for the older codecs only
+    /// when asked, since a format 2 record is read with its key (`RecordCoder.decode(_:model:image:)`).
+    public var compactHeader: Bool
 
     public static let `default` = CodecSettings(codec: .shuffleZstd)
+    /// hq's bit widths when none are given.
+    public static let hqDefaultBits = (key: 4, value: 4)
 
-    public init(codec: RecordCodec, zstdLevel: Int = 3, groupSize: Int = 32) {
+    public init(codec: RecordCodec, zstdLevel: Int = 3, groupSize: Int = 32, keyBits: Int? = nil, valueBits: Int? = nil,
+                compactHeader: Bool = false) {
         self.codec = codec
         self.zstdLevel = zstdLevel
         self.groupSize = codec == .q4 ? groupSize : 0
+        self.keyBits = codec == .hq ? keyBits ?? Self.hqDefaultBits.key : 0
+        self.valueBits = codec == .hq ? valueBits ?? Self.hqDefaultBits.value : 0
+        self.compactHeader = codec == .hq || compactHeader
+    }
+
+    /// `NAME[:OPTION,...]`, options `k=BITS`, `v=BITS` (hq), `group=N` (q4), `level=N` (zstd level),
+    /// `compact` (format 2 for the older codecs): `hq:k=5,v=4`, `q4:group=64`, `shuffle-zstd:compact`.
+    public init(parsing spec: String) throws {
+        let parts = spec.split(separator: ":", maxSplits: 1).map(String.init)
+        guard let name = parts.first, let codec = RecordCodec(name: name) else {
+            throw StoreError.invalidCodec("unknown codec in '\(spec)'; the codecs are \(RecordCodec.allCases.map(\.name).joined(separator: ", "))")
+        }
+        var settings = CodecSettings(codec: codec)
+        for option in parts.count > 1 ? parts[1].split(separator: ",").map(String.init) : [] {
+            let pair = option.split(separator: "=", maxSplits: 1).map(String.init)
+            let number = pair.count == 2 ? Int(pair[1]) : nil
+            switch (pair[0], number) {
+            case ("compact", _) where pair.count == 1: settings.compactHeader = true
+            case ("level", let n?): settings.zstdLevel = n
+            case ("group", let n?) where codec == .q4: settings.groupSize = n
+            case ("k", let n?) where codec == .hq: settings.keyBits = n
+            case ("v", let n?) where codec == .hq: settings.valueBits = n
+            default:
+                throw StoreError.invalidCodec("'\(option)' in '\(spec)' is not an option of \(codec.name) (k=BITS and v=BITS for hq, group=N for q4, level=N, compact)")
+            }
+        }
+        self = try settings.validated()
     }
 
     public func validated() throws -> CodecSettings {
@@ -26,14 +63,21 @@ public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertib
         if codec == .q4, !(2...4096).contains(groupSize) || groupSize % 2 != 0 {
             throw StoreError.invalidCodec("q4 group size \(groupSize) must be even and in 2...4096")
         }
+        if codec == .hq, !HadamardBody.bitRange.contains(keyBits) || !HadamardBody.bitRange.contains(valueBits) {
+            throw StoreError.invalidCodec("hq bits per key \(keyBits) and per value \(valueBits) must be in \(HadamardBody.bitRange)")
+        }
         return self
     }
 
     public var description: String {
-        codec == .q4 ? "\(codec.name) (zstd \(zstdLevel), groups of \(groupSize))" : "\(codec.name) (zstd \(zstdLevel))"
+        var details = ["zstd \(zstdLevel)"]
+        if codec == .q4 { details.append("groups of \(groupSize)") }
+        if codec != .hq, compactHeader { details.append("compact header") }
+        let name = codec == .hq ? "hq K\(keyBits)/V\(valueBits)" : codec.name
+        return "\(name) (\(details.joined(separator: ", ")))"
     }
 
-    enum CodingKeys: String, CodingKey { case codec, zstdLevel, groupSize }
+    enum CodingKeys: String, CodingKey { case codec, zstdLevel, groupSize, keyBits, valueBits, compactHeader }
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -41,7 +85,9 @@ public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertib
         guard let codec = RecordCodec(name: name) else {
             throw DecodingError.dataCorruptedError(forKey: .codec, in: c, debugDescription: "unknown codec '\(name)'")
         }
-        self.init(codec: codec, zstdLevel: try c.decode(Int.self, forKey: .zstdLevel), groupSize: try c.decode(Int.self, forKey: .groupSize))
+        self.init(codec: codec, zstdLevel: try c.decode(Int.self, forKey: .zstdLevel), groupSize: try c.decode(Int.self, forKey: .groupSize),
+                  keyBits: try c.decodeIfPresent(Int.self, forKey: .keyBits), valueBits: try c.decodeIfPresent(Int.self, forKey: .valueBits),
+                  compactHeader: try c.decodeIfPresent(Bool.self, forKey: .compactHeader) ?? false)
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -49,6 +95,12 @@ public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertib
         try c.encode(codec.name, forKey: .codec)
         try c.encode(zstdLevel, forKey: .zstdLevel)
         try c.encode(groupSize, forKey: .groupSize)
+        if codec == .hq {
+            try c.encode(keyBits, forKey: .keyBits)
+            try c.encode(valueBits, forKey: .valueBits)
+        } else if compactHeader {
+            try c.encode(true, forKey: .compactHeader)
+        }
     }
 }
 
@@ -57,11 +109,13 @@ public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertib
 /// Turns a cache into record bytes and back. Decoding checks everything: header, checksum,
 /// zstd frame and body length; the caller adds the key and the model it expected.
 public enum RecordCoder {
-    /// `header || zstd(body) || SHA-256(header || zstd(body))`.
+    /// Format 1: `header || zstd(body) || SHA-256(header || zstd(body))`. Format 2 (hq, or
+    /// `compactHeader`): `compact header || payload || checksum`, the payload zstd(body) when that
+    /// is smaller than the body, else the body.
     public static func encode(_ kv: KVTensors, model: Digest, image: Digest, dtype: ValueType, settings: CodecSettings) throws -> [UInt8] {
         if let problem = kv.problem() { throw StoreError.invalidTensors(image: image, reason: problem) }
         let body: [UInt8]
-        var partEnds: [Int] = []  // where the byte planes or the scales start: zstd blocks end there
+        var partEnds: [Int] = []  // where the byte planes, the scales or the code streams start: zstd blocks end there
         do {
             switch settings.codec {
             case .shuffleZstd:
@@ -75,50 +129,92 @@ public enum RecordCoder {
             case .q4:
                 body = try Q4Body.encode(kv, groupSize: settings.groupSize)
                 partEnds = [kv.layers * 2 * kv.tokens * ((kv.channels + 1) / 2)]
+            case .hq:
+                body = try HadamardBody.encode(kv, keyBits: settings.keyBits, valueBits: settings.valueBits)
+                let parameters = 2 * kv.layers * 2 * kv.tokens * kv.kvHeads
+                partEnds = [parameters, parameters + HadamardBody.streamLength(kv.count, bits: settings.keyBits)]
             }
         } catch let problem as RecordProblem {
             throw StoreError.invalidTensors(image: image, reason: problem.reason)
         }
-        let payload = try body.withUnsafeBytes { try Zstd.compress($0, partEnds: partEnds, level: settings.zstdLevel) }
-        let header = RecordHeader(
-            codec: settings.codec, dtype: dtype, keysBeforeRoPE: kv.keysBeforeRoPE, model: model, image: image,
-            layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim, tokens: kv.tokens,
+        var payload = try body.withUnsafeBytes { try Zstd.compress($0, partEnds: partEnds, level: settings.zstdLevel) }
+        let compact = settings.compactHeader || settings.codec == .hq
+        let stored = compact && payload.count >= body.count
+        if stored { payload = body }
+        var header = RecordHeader(
+            format: compact ? CompactHeader.formatVersion : 1, codec: settings.codec, dtype: dtype, keysBeforeRoPE: kv.keysBeforeRoPE,
+            model: model, image: image, layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim, tokens: kv.tokens,
             firstPosition: kv.firstPosition, groupSize: settings.codec == .q4 ? settings.groupSize : 0,
-            bodyLength: body.count, payloadLength: payload.count
-        )
+            keyBits: settings.keyBits, valueBits: settings.valueBits,
+            bodyLength: body.count, payloadLength: payload.count, payloadIsZstd: !stored)
         var record = header.encoded()
+        header.headerLength = record.count
         record.reserveCapacity(header.recordLength)
         record += payload
-        let checksum = record.withUnsafeBytes { Digest.sha256($0) }
-        record += checksum.bytes
+        record += record.withUnsafeBytes { covered in
+            compact ? CompactHeader.checksum(covered, model: model, image: image) : Digest.sha256(covered).bytes
+        }
         return record
     }
 
-    /// The header of a record, after its checksum has been verified.
+    /// The header of a format 1 record, after its checksum has been verified. A format 2 record
+    /// is refused: its checksum can only be checked with its key.
     static func verifiedHeader(_ record: UnsafeRawBufferPointer) throws -> RecordHeader {
-        let header = try RecordHeader.decode(record)
-        let covered = UnsafeRawBufferPointer(rebasing: record[0..<(record.count - RecordHeader.checksumLength)])
-        let stored = record[(record.count - RecordHeader.checksumLength)...]
-        guard Digest.sha256(covered).bytes.elementsEqual(stored) else {
-            throw RecordProblem("checksum mismatch (the record's bytes changed after it was written)")
+        guard !CompactHeader.isCompact(record) else {
+            throw RecordProblem("a format 2 record is checked with the model and image of its key (RecordCoder.decode(_:model:image:))")
+        }
+        return try verifiedHeader(record, header: try RecordHeader.decode(record), model: nil, image: nil)
+    }
+
+    /// The header of a record stored under `model` and `image`, after its checksum has been
+    /// verified; a format 1 header must name them.
+    public static func verifiedHeader(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {
+        let header = try verifiedHeader(record, header: try RecordHeader.decode(record, model: model, image: image), model: model, image: image)
+        guard header.model == model else { throw RecordProblem("the header names model \(header.model.hex), not the key's \(model.hex)") }
+        guard header.image == image else { throw RecordProblem("the header names image \(header.image.hex), not the key's \(image.hex)") }
+        return header
+    }
+
+    private static func verifiedHeader(_ record: UnsafeRawBufferPointer, header: RecordHeader, model: Digest?, image: Digest?) throws -> RecordHeader {
+        let split = record.count - header.checksumLength
+        let covered = UnsafeRawBufferPointer(rebasing: record[0..<split])
+        let expected = header.format == 1 ? Digest.sha256(covered).bytes
+            : CompactHeader.checksum(covered, model: model ?? header.model, image: image ?? header.image)
+        guard expected.elementsEqual(record[split...]) else {
+            throw RecordProblem(header.format == 1 ? "checksum mismatch (the record's bytes changed after it was written)"
+                : "checksum mismatch (the record's bytes changed after it was written, or it is read under another model or image)")
         }
         return header
     }
 
-    /// Verifies and decodes a whole record.
+    /// Verifies and decodes a whole record stored under `model` and `image` (any format): what a
+    /// store reads. A record that does not check out throws `RecordProblem`.
+    public static func decode(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> (RecordHeader, KVTensors) {
+        try decodeBody(record, header: try verifiedHeader(record, model: model, image: image))
+    }
+
+    /// Verifies and decodes a whole format 1 record.
     static func decode(_ record: UnsafeRawBufferPointer) throws -> (RecordHeader, KVTensors) {
-        let h = try verifiedHeader(record)
+        try decodeBody(record, header: try verifiedHeader(record))
+    }
+
+    private static func decodeBody(_ record: UnsafeRawBufferPointer, header h: RecordHeader) throws -> (RecordHeader, KVTensors) {
         // A record whose header passes every check may still describe more values than this
         // machine can hold: refused, not met with a failed allocation.
         let needed = h.bodyLength.addingSaturating(h.rawLength / h.dtype.size * 8)
         guard UInt64(needed) <= ProcessInfo.processInfo.physicalMemory else {
             throw RecordProblem("decoding it needs \(needed) bytes, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory))")
         }
-        let payload = UnsafeRawBufferPointer(rebasing: record[RecordHeader.length..<(RecordHeader.length + h.payloadLength)])
+        let payload = UnsafeRawBufferPointer(rebasing: record[h.headerLength..<(h.headerLength + h.payloadLength)])
         let body = UnsafeMutableRawBufferPointer.allocate(byteCount: max(h.bodyLength, 1), alignment: 16)
         defer { body.deallocate() }
         let exactBody = UnsafeMutableRawBufferPointer(rebasing: body[0..<h.bodyLength])
-        try Zstd.decompress(payload, into: exactBody)
+        if h.payloadIsZstd {
+            try Zstd.decompress(payload, into: exactBody)
+        } else {
+            exactBody.copyMemory(from: payload)
+        }
+        if h.codec == .hq { try HadamardBody.checkParameters(UnsafeRawBufferPointer(exactBody), header: h) }
         let count = h.layers * h.tokens * h.channels
         // Every codec's decoder writes every element, so the buffers start uninitialised.
         var values: [Float] = []  // [layers][tokens][channels]
@@ -130,6 +226,7 @@ public enum RecordCoder {
                 case .zstd: LosslessBody.decode(source, header: h, shuffled: false, keys: kp, values: vp)
                 case .int8: Int8Body.decode(source, header: h, keys: kp, values: vp)
                 case .q4: Q4Body.decode(source, header: h, keys: kp, values: vp)
+                case .hq: HadamardBody.decode(source, header: h, keys: kp, values: vp)
                 }
                 valuesWritten = count
             }

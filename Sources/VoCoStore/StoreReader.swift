@@ -49,8 +49,11 @@ extension StoreReads {
     /// a hostile header cannot make it allocate more than the model's shapes need.
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
-            try checkHeader(try RecordHeader.decode(bytes), key: key)
-            let (header, kv) = try RecordCoder.decode(bytes)
+            // The header against the key and the model first (format 2 headers are read with the
+            // key's model and image, which their checksum binds): nothing is decompressed for a
+            // record whose shapes are not the model's.
+            try checkHeader(try RecordHeader.decode(bytes, model: key.model, image: key.image), key: key)
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image)
             return (header, kv)
         } catch let problem as RecordProblem {
             throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
@@ -83,7 +86,7 @@ extension StoreReads {
                 throw StoreError.corruptRecord(path: path, key: Digest.hexString(k), image: nil, reason: "the key is not model + image + codec")
             }
             let header: RecordHeader
-            do { header = try RecordHeader.decode(v) } catch let problem as RecordProblem {
+            do { header = try RecordHeader.decode(v, model: key.model, image: key.image) } catch let problem as RecordProblem {
                 throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
             }
             return try body(RecordSummary(key: key, header: header, storedBytes: v.count))

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SafeTensors
+import VoCoCommands
 import VoCoCompute
 import VoCoModel
 
@@ -26,10 +27,50 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "Half weights: mapped (widened per GEMM) or widen (once at load).") var policy = "mapped"
     @Option(help: "Threads (default: every core).") var threads: Int?
 
-    func run() throws {
-        guard let storage = DType(rawValue: dtype.uppercased()), [.f32, .f16, .bf16].contains(storage) else {
-            throw ValidationError("--dtype must be F32, F16 or BF16")
+    func validate() throws {
+        let check = OptionCheck.require
+        try check("hidden", hidden, 1...65_536, "")
+        try check("heads", heads, 1...hidden, "at most --hidden")
+        try check("kv-heads", kvHeads, 1...heads, "at most --heads")
+        guard hidden % heads == 0, (hidden / heads) % 2 == 0, heads % kvHeads == 0 else {
+            throw ValidationError("--hidden \(hidden), --heads \(heads), --kv-heads \(kvHeads): --hidden must be --heads times an even head size, and --heads a multiple of --kv-heads")
         }
+        try check("layers", layers, 1...1024, "")
+        try check("intermediate", intermediate, 1...(1 << 20), "")
+        try check("vocab", vocab, 5...(1 << 22), "the prompt uses ids 3 ..< vocab - 1")
+        try check("vision-hidden", visionHidden, 1...16_384, "")
+        guard visionHidden % max(1, visionHidden / 64) == 0 else {
+            throw ValidationError("--vision-hidden \(visionHidden): must split into heads of about 64 (a multiple of \(max(1, visionHidden / 64)))")
+        }
+        try check("vision-layers", visionLayers, 2...256, "features come from the second to last")
+        try check("image", image, 1...4096, "")
+        try check("patch", patch, 1...image, "at most --image")
+        guard image % patch == 0 else { throw ValidationError("--image \(image): must be a multiple of --patch \(patch)") }
+        try check("batch", batch, 1...1024, "")
+        try check("prompt", prompt, 1...65_536, "")
+        try check("decode", decode, 1...65_536, "")
+        if let threads { try check("threads", threads, 1...1024, "") }
+        _ = try storage()
+        guard ["mapped", "widen"].contains(policy) else { throw ValidationError("--policy \(policy): must be mapped or widen") }
+        // The random checkpoint is made in memory: every weight in F32, about twice.
+        let perLayer = 2 * hidden * (hidden + 2 * hidden / heads * kvHeads) + 3 * hidden * intermediate
+        let weights = layers * perLayer + 2 * vocab * hidden + visionLayers * visionHidden * 12 * visionHidden
+        let memory = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        guard weights <= memory / 8 else {
+            throw ValidationError("a model of \(weights) weights needs about \(8 * weights >> 20) MiB to make and load; this machine has \(memory >> 20) MiB (lower --hidden, --layers, --intermediate or --vocab)")
+        }
+    }
+
+    /// The weight dtype `--dtype` names.
+    func storage() throws -> DType {
+        guard let storage = DType(rawValue: dtype.uppercased()), [DType.f32, .f16, .bf16].contains(storage) else {
+            throw ValidationError("--dtype \(dtype): must be F32, F16 or BF16")
+        }
+        return storage
+    }
+
+    func run() throws {
+        let storage = try storage()
         let text = LlamaConfiguration(hiddenSize: hidden, numHiddenLayers: layers, numAttentionHeads: heads, numKeyValueHeads: kvHeads,
                                       intermediateSize: intermediate, vocabSize: vocab)
         let vision = CLIPVisionConfiguration(hiddenSize: visionHidden, intermediateSize: 4 * visionHidden, numHiddenLayers: visionLayers,

@@ -11,6 +11,7 @@ struct VoCoBench: ParsableCommand {
             ConvertBenchmark.self,
             EngineBenchmark.self,
             StoreBenchmark.self,
+            CodecsBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
         ]
