@@ -71,7 +71,7 @@ final class LMDBSnapshot: LMDBKeyValueReads {
               _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
         let tree = try tree(db), name = name(db)
         let report = onDamage.map { onDamage in { (damage: PageDamage) in onDamage(name, damage) } }
-        try damageChecked(name) {
+        _ = try damageChecked(name) {
             try tree.walk(from: start, onDamage: report) { k, v in
                 guard k.starts(with: prefix) else { return false }
                 return try body(k, v)
