@@ -69,6 +69,7 @@ let package = Package(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoCompute",
                 "VoCoPipeline",
                 "VoCoModel",
                 "VoCoStore",

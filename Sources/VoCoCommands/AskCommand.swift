@@ -19,6 +19,8 @@ struct AskCommand: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var compute: BackendOptions
+
     @Flag(help: "Print a JSON object (answer, images with digests, tokens) instead of the answer text.")
     var json = false
 
@@ -27,7 +29,8 @@ struct AskCommand: ParsableCommand {
 
     func run() throws {
         let directory = model ?? DefaultModel.path()
-        let answering = try AnsweringModel(directory: directory)
+        let answering = try AnsweringModel(directory: directory, options: compute.loadOptions)
+        compute.report(answering.engine)
         let compressed = images.isEmpty ? [] : try answering.compress(imagePaths: images)
         let options = sampling.generation
         if json {

@@ -41,7 +41,7 @@ public enum ComputeBackend: Sendable, Equatable, CustomStringConvertible {
 
     /// `$VOCO_BACKEND` when it names a backend, else `.kernels(nil)`.
     public static var `default`: ComputeBackend {
-        if let value = ProcessInfo.processInfo.environment["VOCO_BACKEND"], let backend = ComputeBackend(argument: value) {
+        if let value = ProcessInfo.processInfo.environment["VOCO_BACKEND"], let backend = ComputeBackend(name: value) {
             return backend
         }
         return .kernels(nil)
@@ -51,7 +51,7 @@ public enum ComputeBackend: Sendable, Equatable, CustomStringConvertible {
     public static let argumentNames = "kernels, kernels-avx512, kernels-avx2, kernels-scalar, openblas"
 
     /// `openblas`, `kernels`, or `kernels-<isa>` (`kernels-avx2`, ...).
-    public init?(argument: String) {
+    public init?(name argument: String) {
         let name = argument.lowercased()
         if name == "openblas" || name == "blas" {
             self = .openBLAS
