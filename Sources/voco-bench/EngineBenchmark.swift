@@ -12,20 +12,10 @@ struct EngineBenchmark: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "engine", abstract: "Compression images/s and query tokens/s on a random model.")
 
     @Option(help: "A model directory to run instead of a random model (the shape options are then ignored).") var model: String?
-    @Option(help: "LLaMA hidden size.") var hidden = 1024
-    @Option(help: "LLaMA layers.") var layers = 4
-    @Option(help: "Attention heads.") var heads = 16
-    @Option(help: "KV heads.") var kvHeads = 8
-    @Option(help: "MLP width.") var intermediate = 2816
-    @Option(help: "Vocabulary.") var vocab = 8000
-    @Option(help: "CLIP hidden size.") var visionHidden = 256
-    @Option(help: "CLIP layers (features from the second to last).") var visionLayers = 4
-    @Option(help: "Image side in pixels.") var image = 224
-    @Option(help: "Patch side in pixels.") var patch = 14
+    @OptionGroup var shape: RandomModelShape
     @Option(help: "Images per compression batch (0: no compression; the query is then text only).") var batch = 4
     @Option(help: "Prompt tokens of the query.") var prompt = 32
     @Option(help: "Tokens decoded one by one.") var decode = 32
-    @Option(help: "Weight dtype of the random model: F32, F16 or BF16.") var dtype = "F32"
     @Option(help: "Half weights: mapped (read in place) or widen (to F32 once at load).") var policy = "mapped"
     @Option(help: "Compute backend: \(ComputeBackend.argumentNames) (default: $VOCO_BACKEND, else kernels).") var backend: String?
     @Option(help: "Threads (default: $VOCO_THREADS, else every core).") var threads: Int?
@@ -42,12 +32,9 @@ struct EngineBenchmark: ParsableCommand {
         if let model {
             directory = model
         } else {
-            guard let storage = DType(rawValue: dtype.uppercased()), [.f32, .f16, .bf16].contains(storage) else {
-                throw ValidationError("--dtype must be F32, F16 or BF16")
-            }
             directory = FileManager.default.temporaryDirectory.appendingPathComponent("voco-bench-engine-\(UUID().uuidString)").path
             temporary = directory
-            try writeRandomCheckpoint(randomConfiguration(), dtype: storage, to: directory, vision: batch > 0)
+            try writeRandomCheckpoint(shape.configuration(), dtype: try shape.storage(), to: directory, vision: batch > 0)
         }
         defer { if let temporary { try? FileManager.default.removeItem(atPath: temporary) } }
         let context = ComputeContext(backend: compute, threads: threads)
@@ -64,15 +51,6 @@ struct EngineBenchmark: ParsableCommand {
             object["model"] = model ?? "random"
             try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]).write(to: URL(fileURLWithPath: json))
         }
-    }
-
-    func randomConfiguration() -> LlavaConfiguration {
-        let text = LlamaConfiguration(hiddenSize: hidden, numHiddenLayers: layers, numAttentionHeads: heads, numKeyValueHeads: kvHeads,
-                                      intermediateSize: intermediate, vocabSize: vocab)
-        let vision = CLIPVisionConfiguration(hiddenSize: visionHidden, intermediateSize: 4 * visionHidden, numHiddenLayers: visionLayers,
-                                             numAttentionHeads: max(1, visionHidden / 64), imageSize: image, patchSize: patch)
-        let voco = VoCoSettings(tokenId: vocab - 1, numTokens: 2, mode: .voco, layout: .sequential)
-        return LlavaConfiguration(text: text, multimodal: MultimodalConfiguration(mmHiddenSize: visionHidden), vision: vision, voco: voco)
     }
 
     // MARK: - The engine
@@ -171,6 +149,56 @@ struct EngineBenchmark: ParsableCommand {
         let linear = h * Double(t.queryWidth + 2 * t.kvWidth) + Double(t.queryWidth) * h + 3 * h * Double(t.intermediateSize)
         let attention = 4 * r * Double(keys) * Double(t.queryWidth)
         return Double(t.numHiddenLayers) * (2 * r * linear + attention) + 2 * r * (Double(projectorInput) * h + h * h)
+    }
+}
+
+// MARK: - The shape of a random model
+
+/// Shape options of a random LLaVA/VoCo model (defaults: a small one that runs in seconds).
+struct RandomModelShape: ParsableArguments {
+    @Option(help: "LLaMA hidden size.") var hidden = 1024
+    @Option(help: "LLaMA layers.") var layers = 4
+    @Option(help: "Attention heads.") var heads = 16
+    @Option(help: "KV heads.") var kvHeads = 8
+    @Option(help: "MLP width.") var intermediate = 2816
+    @Option(help: "Vocabulary.") var vocab = 8000
+    @Option(help: "CLIP hidden size.") var visionHidden = 256
+    @Option(help: "CLIP layers (features from the second to last).") var visionLayers = 4
+    @Option(help: "Image side in pixels.") var image = 224
+    @Option(help: "Patch side in pixels.") var patch = 14
+    @Option(help: "Weight dtype of the random model: F32, F16 or BF16.") var dtype = "F32"
+
+    func storage() throws -> DType {
+        guard let storage = DType(rawValue: dtype.uppercased()), [.f32, .f16, .bf16].contains(storage) else {
+            throw ValidationError("--dtype must be F32, F16 or BF16")
+        }
+        return storage
+    }
+
+    func configuration() -> LlavaConfiguration {
+        let text = LlamaConfiguration(hiddenSize: hidden, numHiddenLayers: layers, numAttentionHeads: heads, numKeyValueHeads: kvHeads,
+                                      intermediateSize: intermediate, vocabSize: vocab)
+        let vision = CLIPVisionConfiguration(hiddenSize: visionHidden, intermediateSize: 4 * visionHidden, numHiddenLayers: visionLayers,
+                                             numAttentionHeads: max(1, visionHidden / 64), imageSize: image, patchSize: patch)
+        let voco = VoCoSettings(tokenId: vocab - 1, numTokens: 2, mode: .voco, layout: .sequential)
+        return LlavaConfiguration(text: text, multimodal: MultimodalConfiguration(mmHiddenSize: visionHidden), vision: vision, voco: voco)
+    }
+}
+
+/// `voco-bench checkpoint --out DIR [shape]`: writes a random model directory once, for
+/// `engine --model DIR` runs and for the peers of Tools/bench (streamed: a 7B one fits).
+struct CheckpointCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "checkpoint", abstract: "Write a random model directory of a chosen shape.")
+
+    @Option(help: "The directory to write (config.json + model.safetensors).") var out: String
+    @OptionGroup var shape: RandomModelShape
+    @Flag(help: "Leave the vision tower and projector out (a text-only model).") var textOnly = false
+
+    func run() throws {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try writeRandomCheckpoint(shape.configuration(), dtype: try shape.storage(), to: out, vision: !textOnly)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        print("\(out): \(formatted(weightFileBytes(out) / 1e9, 2)) GB of weights in \(formatted(seconds, 1)) s")
     }
 }
 
