@@ -192,3 +192,7 @@ void vk_linear(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx,
 void vk_convert(int isa, const void *source, int type, size_t count, float *destination) {
     vk_ops_for(isa)->convert(source, type, count, destination);
 }
+
+void vk_silu_mul(int isa, float *gate, const float *up, size_t count) { vk_ops_for(isa)->silu_mul(gate, up, count); }
+
+void vk_quick_gelu(int isa, float *x, size_t count) { vk_ops_for(isa)->quick_gelu(x, count); }

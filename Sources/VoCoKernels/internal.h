@@ -45,6 +45,10 @@ typedef struct {
     float (*max)(const float *x, size_t count);
     /// `x[i] = exp(x[i] - shift)` for i < count; returns their sum.
     float (*exp_sum)(float *x, size_t count, float shift);
+    /// `gate[i] = gate[i] / (1 + exp(-gate[i])) * up[i]` (SiLU times up: LLaMA's MLP).
+    void (*silu_mul)(float *gate, const float *up, size_t count);
+    /// `x[i] = x[i] / (1 + exp(-1.702 x[i]))` (CLIP's quick_gelu).
+    void (*quick_gelu)(float *x, size_t count);
 } vk_ops;
 
 extern const vk_ops vk_ops_scalar;

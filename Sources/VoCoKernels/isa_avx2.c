@@ -4,6 +4,7 @@
 #if VK_X86
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #include "x86_common.h"
+#include <math.h>
 
 enum { MR = 6, NR = 16 };
 
@@ -128,10 +129,33 @@ static float exp_sum(float *x, size_t count, float shift) {
     return hsum8(s);
 }
 
+// MARK: - Activations
+
+static void silu_mul(float *gate, const float *up, size_t count) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 s = _mm256_div_ps(g, _mm256_add_ps(one, exp8(_mm256_sub_ps(zero, g))));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(s, _mm256_loadu_ps(up + i)));
+    }
+    for (; i < count; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
+}
+
+static void quick_gelu(float *x, size_t count) {
+    const __m256 one = _mm256_set1_ps(1.0f), k = _mm256_set1_ps(-1.702f);
+    size_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 v = _mm256_loadu_ps(x + i);
+        _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, exp8(_mm256_mul_ps(k, v)))));
+    }
+    for (; i < count; i++) x[i] = x[i] / (1 + expf(-1.702f * x[i]));
+}
+
 const vk_ops vk_ops_avx2 = {
     .isa = VK_ISA_AVX2, .mr = MR, .nr = NR,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
-    .max = max_of, .exp_sum = exp_sum,
+    .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };
 
 #pragma clang attribute pop

@@ -156,10 +156,33 @@ static float exp_sum(float *x, size_t count, float shift) {
     return _mm512_reduce_add_ps(s);
 }
 
+// MARK: - Activations
+
+static void silu_mul(float *gate, const float *up, size_t count) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i < count; i += 16) {
+        __mmask16 mask = count - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (count - i)) - 1);
+        __m512 g = _mm512_maskz_loadu_ps(mask, gate + i);
+        __m512 s = _mm512_div_ps(g, _mm512_add_ps(one, exp16(_mm512_sub_ps(zero, g))));
+        _mm512_mask_storeu_ps(gate + i, mask, _mm512_mul_ps(s, _mm512_maskz_loadu_ps(mask, up + i)));
+    }
+}
+
+static void quick_gelu(float *x, size_t count) {
+    const __m512 one = _mm512_set1_ps(1.0f), k = _mm512_set1_ps(-1.702f);
+    size_t i = 0;
+    for (; i < count; i += 16) {
+        __mmask16 mask = count - i >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (count - i)) - 1);
+        __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
+        _mm512_mask_storeu_ps(x + i, mask, _mm512_div_ps(v, _mm512_add_ps(one, exp16(_mm512_mul_ps(k, v)))));
+    }
+}
+
 const vk_ops vk_ops_avx512 = {
     .isa = VK_ISA_AVX512, .mr = MR, .nr = NR,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
-    .max = max_of, .exp_sum = exp_sum,
+    .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };
 
 #pragma clang attribute pop

@@ -63,8 +63,16 @@ static float exp_sum(float *x, size_t count, float shift) {
     return s;
 }
 
+static void silu_mul(float *gate, const float *up, size_t count) {
+    for (size_t i = 0; i < count; i++) gate[i] = gate[i] / (1 + expf(-gate[i])) * up[i];
+}
+
+static void quick_gelu(float *x, size_t count) {
+    for (size_t i = 0; i < count; i++) x[i] = x[i] / (1 + expf(-1.702f * x[i]));
+}
+
 const vk_ops vk_ops_scalar = {
     .isa = VK_ISA_SCALAR, .mr = MR, .nr = NR,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
-    .max = max_of, .exp_sum = exp_sum,
+    .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };

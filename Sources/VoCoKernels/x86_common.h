@@ -76,11 +76,13 @@ static inline void pack_rows_x86(const void *b, int type, size_t ldb, size_t nc,
 
 // MARK: - exp
 
-/// exp(x) for 8 lanes (Cephes' expf: range reduction by ln 2, degree-5 polynomial; about 1 ulp
-/// for |x| < 87). Below -87.3 the result is 0 (masked scores arrive as -inf).
+/// exp(x) for 8 lanes (Cephes' expf: range reduction by ln 2 in two parts, degree-5 polynomial,
+/// the power of two applied in two halves so no exponent overflows; about 1 ulp). Above
+/// ln(FLT_MAX) the result is +inf, below -87.34 (results under 2^-126) it is 0, NaN stays NaN.
 static inline __m256 exp8(__m256 x) {
-    const __m256 hi = _mm256_set1_ps(88.3762626647949f), lo = _mm256_set1_ps(-87.3365478515625f);
-    __m256 underflow = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
+    const __m256 hi = _mm256_set1_ps(88.72283935546875f), lo = _mm256_set1_ps(-87.3365478515625f);
+    __m256 original = x;
+    __m256 over = _mm256_cmp_ps(x, hi, _CMP_GT_OQ), under = _mm256_cmp_ps(x, lo, _CMP_LT_OQ);
     __m256 nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     x = _mm256_min_ps(_mm256_max_ps(x, lo), hi);
     __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -93,8 +95,11 @@ static inline __m256 exp8(__m256 x) {
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(1.6666665459e-1f));
     y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(5.0000001201e-1f));
     y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
-    y = _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-    y = _mm256_andnot_ps(underflow, y);
-    return _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_nanf("")), nan);
+    __m256i n = _mm256_cvtps_epi32(fx), half = _mm256_srai_epi32(n, 1), rest = _mm256_sub_epi32(n, half);
+    const __m256i bias = _mm256_set1_epi32(127);
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(half, bias), 23)));
+    y = _mm256_mul_ps(y, _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(rest, bias), 23)));
+    y = _mm256_andnot_ps(under, y);
+    y = _mm256_blendv_ps(y, _mm256_set1_ps(__builtin_inff()), over);
+    return _mm256_blendv_ps(y, original, nan);
 }

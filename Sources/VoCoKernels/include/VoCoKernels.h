@@ -93,6 +93,13 @@ void vk_linear(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx,
 /// Widens `count` elements of `type` into F32.
 void vk_convert(int isa, const void *source, int type, size_t count, float *destination);
 
+// MARK: - Activations (exp within about 1 ulp; vectorised)
+
+/// `gate[i] = silu(gate[i]) * up[i]`, `silu(x) = x / (1 + exp(-x))`.
+void vk_silu_mul(int isa, float *gate, const float *up, size_t count);
+/// `x[i] = x[i] / (1 + exp(-1.702 x[i]))`.
+void vk_quick_gelu(int isa, float *x, size_t count);
+
 // MARK: - Attention
 
 /// One sequence's queries against its keys and values. Rows of `queries` and `output` hold
