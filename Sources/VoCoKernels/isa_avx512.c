@@ -89,32 +89,7 @@ static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const 
     }
 }
 
-#define GEMV_RANGE(RJ, M, TYPE)                                                                                   \
-    for (; j + RJ <= j1; j += RJ) gemv_tile(RJ, M, TYPE, k, x, ldx, wb + j * row, row, alpha, beta, y + j, ldy); \
-    for (; j < j1; j++) gemv_tile(1, M, TYPE, k, x, ldx, wb + j * row, row, alpha, beta, y + j, ldy);
-
-#define GEMV_TYPE(TYPE)                                    \
-    switch (m) {                                           \
-    case 1: GEMV_RANGE(4, 1, TYPE) break;                  \
-    case 2: GEMV_RANGE(4, 2, TYPE) break;                  \
-    case 3: GEMV_RANGE(4, 3, TYPE) break;                  \
-    case 4: GEMV_RANGE(4, 4, TYPE) break;                  \
-    case 5: GEMV_RANGE(2, 5, TYPE) break;                  \
-    case 6: GEMV_RANGE(2, 6, TYPE) break;                  \
-    case 7: GEMV_RANGE(2, 7, TYPE) break;                  \
-    default: GEMV_RANGE(2, 8, TYPE) break;                 \
-    }
-
-static void gemv(size_t m, size_t k, const float *x, size_t ldx, const void *w, int type, size_t ldw,
-                 size_t j0, size_t j1, float alpha, float beta, float *y, size_t ldy) {
-    const char *wb = w;
-    size_t row = ldw * vk_type_size(type), j = j0;
-    switch (type) {
-    case VK_F16: GEMV_TYPE(VK_F16) break;
-    case VK_BF16: GEMV_TYPE(VK_BF16) break;
-    default: GEMV_TYPE(VK_F32) break;
-    }
-}
+VK_DEFINE_GEMV(4, 4, 4, 4, 2)
 
 // MARK: - Conversion, max, exp
 

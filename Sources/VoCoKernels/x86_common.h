@@ -24,6 +24,38 @@ static inline float hsum8(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+// MARK: - GEMV driver over a file's gemv_tile
+
+#define VK_GEMV_RANGE(RJ, M, TYPE)                                                                                \
+    for (; j + RJ <= j1; j += RJ) gemv_tile(RJ, M, TYPE, k, x, ldx, wb + j * row, row, alpha, beta, y + j, ldy); \
+    for (; j < j1; j++) gemv_tile(1, M, TYPE, k, x, ldx, wb + j * row, row, alpha, beta, y + j, ldy);
+
+#define VK_GEMV_TYPE(TYPE, RJ1, RJ2, RJ3, RJ4, RJ8)       \
+    switch (m) {                                           \
+    case 1: VK_GEMV_RANGE(RJ1, 1, TYPE) break;             \
+    case 2: VK_GEMV_RANGE(RJ2, 2, TYPE) break;             \
+    case 3: VK_GEMV_RANGE(RJ3, 3, TYPE) break;             \
+    case 4: VK_GEMV_RANGE(RJ4, 4, TYPE) break;             \
+    case 5: VK_GEMV_RANGE(RJ8, 5, TYPE) break;             \
+    case 6: VK_GEMV_RANGE(RJ8, 6, TYPE) break;             \
+    case 7: VK_GEMV_RANGE(RJ8, 7, TYPE) break;             \
+    default: VK_GEMV_RANGE(RJ8, 8, TYPE) break;            \
+    }
+
+/// Defines `gemv` (the `vk_ops` entry) over the including file's `gemv_tile(RJ, M, TYPE, ...)`:
+/// RJ weight rows per tile for 1, 2, 3, 4 and 5 to 8 activation rows (what its registers hold).
+#define VK_DEFINE_GEMV(RJ1, RJ2, RJ3, RJ4, RJ8)                                                          \
+    static void gemv(size_t m, size_t k, const float *x, size_t ldx, const void *w, int type, size_t ldw, \
+                     size_t j0, size_t j1, float alpha, float beta, float *y, size_t ldy) {               \
+        const char *wb = w;                                                                               \
+        size_t row = ldw * vk_type_size(type), j = j0;                                                    \
+        switch (type) {                                                                                   \
+        case VK_F16: VK_GEMV_TYPE(VK_F16, RJ1, RJ2, RJ3, RJ4, RJ8) break;                                 \
+        case VK_BF16: VK_GEMV_TYPE(VK_BF16, RJ1, RJ2, RJ3, RJ4, RJ8) break;                               \
+        default: VK_GEMV_TYPE(VK_F32, RJ1, RJ2, RJ3, RJ4, RJ8) break;                                     \
+        }                                                                                                 \
+    }
+
 // MARK: - 8 x 8 transpose
 
 static inline void transpose8(__m256 r[8]) {
