@@ -24,8 +24,10 @@ struct EngineBenchmark: ParsableCommand {
     @Option(help: "Also write the figures as one JSON object to this file.") var json: String?
 
     func run() throws {
-        guard let compute = backend.map({ ComputeBackend(name: $0) }) ?? ComputeBackend.default else {
-            throw ValidationError("--backend must be one of \(ComputeBackend.argumentNames)")
+        var compute = ComputeBackend.default
+        if let backend {
+            guard let named = ComputeBackend(name: backend) else { throw ValidationError("--backend must be one of \(ComputeBackend.argumentNames)") }
+            compute = named
         }
         let directory: String
         var temporary: String?
