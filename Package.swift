@@ -4,7 +4,8 @@
 // Layout (imports point one way; the model side and the storage side meet only in VoCoPipeline):
 //   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG     (Debian -dev packages, Tools/deps.sh)
 //   SafeTensors         memory-mapped safetensors reader and writer, dtype conversion
-//   VoCoCompute         the GEMM seam (OpenBLAS today) and the small vector kernels
+//   VoCoKernels (C)     F32/F16/BF16 GEMV, GEMM and flash attention, chosen at run time by CPU feature; a spin-then-park pool
+//   VoCoCompute         the GEMM seam (VoCoKernels by default, OpenBLAS as the reference) and the small vector kernels
 //   VoCoModel           config, checkpoint, CLIP vision tower, projector, LLaMA, the two VoCo passes
 //   VoCoTokenizer       Hugging Face tokenizer.json (LLaMA-style BPE)
 //   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
@@ -38,7 +39,10 @@ let package = Package(
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
-        .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS"], swiftSettings: optimize),
+        // Optimised in debug builds too (the engine's tests run through these kernels); per-function
+        // target attributes select AVX2 / AVX-512 code, so no -m flag is needed.
+        .target(name: "VoCoKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS", "VoCoKernels"], swiftSettings: optimize),
         .target(name: "VoCoJSON"),
         .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute", "VoCoJSON"], swiftSettings: optimize),
         .target(
@@ -67,6 +71,7 @@ let package = Package(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoCompute",
                 "VoCoPipeline",
                 "VoCoModel",
                 "VoCoStore",
@@ -97,6 +102,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "VoCoJSONTests", dependencies: ["VoCoJSON"]),
+        .testTarget(name: "VoCoKernelsTests", dependencies: ["VoCoKernels", "COpenBLAS", "SafeTensors"]),
         .testTarget(name: "VoCoComputeTests", dependencies: ["VoCoCompute", "SafeTensors"]),
         .testTarget(
             name: "VoCoModelTests",

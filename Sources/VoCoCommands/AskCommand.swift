@@ -19,6 +19,8 @@ struct AskCommand: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var compute: BackendOptions
+
     @Flag(help: "Print a JSON object (answer, images with digests, tokens) instead of the answer text.")
     var json = false
 
@@ -30,7 +32,8 @@ struct AskCommand: ParsableCommand {
 
     func run() throws {
         let directory = model ?? DefaultModel.path()
-        let answering = try AnsweringModel(directory: directory)
+        let answering = try AnsweringModel(directory: directory, options: compute.loadOptions)
+        compute.report(answering.engine)
         let options = sampling.generation
         // Before any image is read: the trained maximum, then whether the caches, the prompt and
         // the answer fit the context (rows per image are known from the settings).

@@ -5,12 +5,18 @@ import VoCoModel
 
 // MARK: - Arguments shared by the engine's debug commands
 
-/// `--model DIR`, loaded with the default weight policy.
+/// `--model DIR`, loaded with the default weight policy on the chosen backend.
 struct ModelOption: ParsableArguments {
     @Option(help: "Model directory (config.json + safetensors).")
     var model: String
 
-    func load() throws -> VoCoEngine { try VoCoEngine(directory: model) }
+    @OptionGroup var compute: BackendOptions
+
+    func load() throws -> VoCoEngine {
+        let engine = try VoCoEngine(directory: model, options: compute.loadOptions)
+        compute.report(engine)
+        return engine
+    }
 }
 
 /// The text ids of a query: `--tokens 5,6,7` or `--tokens-file FILE`.

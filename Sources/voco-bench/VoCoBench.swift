@@ -10,6 +10,8 @@ struct VoCoBench: ParsableCommand {
         subcommands: [
             ConvertBenchmark.self,
             EngineBenchmark.self,
+            CheckpointCommand.self,
+            ThreadsBenchmark.self,
             StoreBenchmark.self,
             CodecsBenchmark.self,
             TokenizerBenchmark.self,

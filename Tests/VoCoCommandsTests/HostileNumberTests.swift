@@ -145,13 +145,13 @@ enum HostileTable {
         for (name, values) in [("hidden", ["0", max]), ("layers", ["0", max]), ("heads", ["0", max, "3"]), ("kv-heads", ["0", "3", max]),
                                ("intermediate", ["0", max]), ("vocab", ["4", max, min]), ("vision-hidden", ["0", max, "129"]),
                                ("vision-layers", ["1", max]), ("image", ["0", max, "225"]), ("patch", ["0", max, "13"]),
-                               ("batch", ["0", max]), ("prompt", ["0", max]), ("decode", ["0", max]), ("threads", ["0", "-1", max])] {
+                               ("batch", ["-1", max]), ("prompt", ["0", max]), ("decode", ["0", max]), ("threads", ["0", "-1", max])] {
             rows += option("voco-bench", ["engine"], name, values)
         }
         rows += option("voco-bench", ["engine"], "dtype", ["I8"])
         rows += option("voco-bench", ["engine"], "policy", ["eager"])
         rows.append(HostileRun(program: "voco-bench", arguments: ["engine", "--hidden=65536", "--heads=512", "--kv-heads=512",
-                                                                 "--intermediate=1048576", "--layers=1024"], mentions: "MiB"))
+                                                                 "--intermediate=1048576", "--layers=1024"], mentions: "2^36"))
         rows += option("voco-bench", ["images"], "width", ["0", "-1", max, "65501"])
         rows += option("voco-bench", ["images"], "height", ["0", max], extra: ["--width=65500"])
         rows += option("voco-bench", ["images"], "size", ["0", max])
