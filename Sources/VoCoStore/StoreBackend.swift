@@ -121,12 +121,18 @@ public struct JobID: Hashable, Comparable, Codable, Sendable, CustomStringConver
         try c.encode(rawValue)
     }
 
-    /// Numeric ids sort as numbers, others bytewise.
+    /// Numeric ids (LMDB's `12`, a stream's `1700000000000-3`) sort as numbers, part by part;
+    /// others bytewise.
     public static func < (a: JobID, b: JobID) -> Bool {
-        if a.rawValue.count != b.rawValue.count, a.rawValue.allSatisfy(\.isNumber), b.rawValue.allSatisfy(\.isNumber) {
-            return a.rawValue.count < b.rawValue.count
-        }
+        if let x = a.numericParts, let y = b.numericParts { return x.lexicographicallyPrecedes(y) }
         return a.rawValue < b.rawValue
+    }
+
+    private var numericParts: [UInt64]? {
+        let parts = rawValue.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return nil }
+        let numbers = parts.compactMap { $0.allSatisfy(\.isASCII) ? UInt64($0) : nil }
+        return numbers.count == parts.count ? numbers : nil
     }
 }
 
