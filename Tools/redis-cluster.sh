@@ -26,7 +26,8 @@ stop() {
     if [ -f "$pidfile" ]; then
       local pid; pid=$(cat "$pidfile")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      # Gone once it no longer answers on its port (an exited daemon may linger as a zombie).
+      for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || break; sleep 0.1; done
       kill -9 "$pid" 2>/dev/null || true
     fi
   done
@@ -71,11 +72,13 @@ CONF
   if ! redis-cli --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$dir/create.log" 2>&1; then
     echo "redis-cluster.sh: redis-cli --cluster create failed:" >&2; cat "$dir/create.log" >&2; stop; exit 1
   fi
-  # Ready when every node sees a healthy cluster and every master has a replica in sync.
+  # Ready when every node sees a healthy cluster, lists a replica for every master (CLUSTER SLOTS
+  # learns replicas by gossip, a little after they are in sync) and every master has its replica in sync.
   for _ in $(seq 300); do
     local ready=yes
     for port in "${ports[@]}"; do
       cli "$port" cluster info 2>/dev/null | grep -q "cluster_state:ok" || ready=no
+      [ "$(cli "$port" cluster shards 2>/dev/null | grep -c '^replica$')" = 3 ] || ready=no
       if cli "$port" role 2>/dev/null | head -1 | grep -q master; then
         [ "$(cli "$port" info replication | tr -d '\r' | sed -n 's/^connected_slaves://p')" = 1 ] || ready=no
         cli "$port" info replication | grep -q "state=online" || ready=no

@@ -27,8 +27,20 @@ public final class ClusterRouter: @unchecked Sendable {
     // [16384] the master serving each slot, nil where none does.
     private var owners = [RedisEndpoint?](repeating: nil, count: HashSlot.count)
     private var replicas: [RedisEndpoint: [RedisEndpoint]] = [:]
+    /// How many replicas each master says are connected (ROLE): what WAIT can count on.
+    private var connectedReplicas: [RedisEndpoint: Int] = [:]
+    /// The slot map is learnt again when older than this, so that replicas that joined (or a
+    /// topology that changed without a redirect) are seen within seconds.
+    static let topologyMaxAge: TimeInterval = 2
     private var idle: [RedisEndpoint: [RedisConnection]] = [:]
     private var refreshedAt = Date.distantPast
+    private var counts = Redirects()
+
+    /// How many redirects and retries commands met (for tests and benchmarks).
+    public struct Redirects: Equatable, Sendable {
+        public var moved = 0, ask = 0, retries = 0
+    }
+    public var redirects: Redirects { lock.withLock { counts } }
 
     /// Connects to the first seed that answers and learns the slot map.
     public init(url: RedisStoreURL) throws {
@@ -42,6 +54,7 @@ public final class ClusterRouter: @unchecked Sendable {
         lock.withLock { Array(Set(owners.compactMap { $0 }).union(replicas.values.joined())).sorted { $0.description < $1.description } }
     }
     public func owner(of slot: Int) -> RedisEndpoint? { lock.withLock { owners[slot] } }
+    public func replicas(of master: RedisEndpoint) -> [RedisEndpoint] { lock.withLock { replicas[master] ?? [] } }
 
     // MARK: Topology
 
@@ -90,9 +103,21 @@ public final class ClusterRouter: @unchecked Sendable {
             for slot in Int(first)...Int(last) { owners[slot] = master }
             replicas[master, default: []] += parts.dropFirst(3).compactMap { Self.node($0, default: endpoint) }
         }
+        // Each master's own count of connected replicas: CLUSTER SLOTS is gossip and may not
+        // list a replica yet (or still list a dead one).
+        var connected: [RedisEndpoint: Int] = [:]
+        for master in Set(owners.compactMap { $0 }) {
+            let role = try? withConnection(master) { try $0.send([RedisCommand("ROLE")])[0] }
+            if let parts = role?.elements, parts.count >= 3, parts[0].text == "master", let list = parts[2].elements {
+                connected[master] = list.count
+            } else {
+                connected[master] = replicas[master]?.count ?? 0
+            }
+        }
         lock.withLock {
             self.owners = owners
             self.replicas = replicas.mapValues { Array(Set($0)) }
+            connectedReplicas = connected
             refreshedAt = Date()
         }
     }
@@ -104,9 +129,9 @@ public final class ClusterRouter: @unchecked Sendable {
     }
 
     /// How many replicas a write to `master` waits for: what the URL asks, at most how many the
-    /// shard has alive (CLUSTER SLOTS leaves failed replicas out).
+    /// master has connected.
     private func waitCount(_ master: RedisEndpoint) -> Int {
-        lock.withLock { min(url.waitReplicas, replicas[master]?.count ?? 0) }
+        lock.withLock { min(url.waitReplicas, connectedReplicas[master] ?? 0) }
     }
 
     // MARK: Connections
@@ -140,6 +165,9 @@ public final class ClusterRouter: @unchecked Sendable {
         var pending = items.indices.map { (index: $0, ask: RedisEndpoint?.none) }
         let deadline = Date().addingTimeInterval(url.failoverTimeout)
         var attempt = 0
+        if lock.withLock({ Date().timeIntervalSince(refreshedAt) }) > Self.topologyMaxAge {
+            try? refresh(olderThan: Date().addingTimeInterval(-Self.topologyMaxAge))
+        }
         while !pending.isEmpty {
             var groups: [RedisEndpoint: [(index: Int, asking: Bool)]] = [:]
             var unserved: [Int] = []
@@ -158,10 +186,13 @@ public final class ClusterRouter: @unchecked Sendable {
                 switch outcome {
                 case let .done(reply): replies[index] = reply
                 case let .moved(slot, to):
-                    lock.withLock { owners[slot] = to }
+                    lock.withLock { owners[slot] = to; counts.moved += 1 }
                     pending.append((index, nil))
-                case let .ask(to): pending.append((index, to))
+                case let .ask(to):
+                    lock.withLock { counts.ask += 1 }
+                    pending.append((index, to))
                 case let .retry(reason):
+                    lock.withLock { counts.retries += 1 }
                     pending.append((index, nil))
                     retryReason = reason
                 case let .failed(error):

@@ -94,10 +94,10 @@ public final class RedisStore: StoreBackend, @unchecked Sendable {
         try body(RedisReadTransaction(client: client))
     }
 
-    /// Runs `body` call by call. Its blind puts (models, images, records) wait in a buffer until
-    /// the next other call or the end of the body, then go out pipelined in that order of kinds.
-    /// When `body` throws, the puts still in the buffer are dropped: as if the process had
-    /// stopped after the last call that went out.
+    /// Runs `body` call by call. Its puts (models, images, records) wait in a buffer until the
+    /// end of the body or a call that needs them out, then go out pipelined, in that order of
+    /// kinds (`RedisWriteTransaction`). When `body` throws, the puts still in the buffer are
+    /// dropped: as if the process had stopped after the last call that went out.
     public func write<T>(_ body: (any StoreWriteTransaction) throws -> T) throws -> T {
         guard !isReadOnly else { throw StoreError.readOnly(path: location) }
         let transaction = RedisWriteTransaction(client: client)

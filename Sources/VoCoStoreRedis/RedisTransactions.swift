@@ -5,8 +5,15 @@ import VoCoStore
 
 protocol RedisReads: RecordReading, CatalogReading {
     var client: RedisClient { get }
-    /// Called before every read: a write transaction sends its buffered puts first.
-    func prepare() throws
+    var memo: TransactionMemo { get }
+    /// Called before every read of `key` (nil: of many keys): a write transaction sends the
+    /// buffered puts the read would otherwise miss.
+    func prepare(_ key: String?) throws
+}
+
+/// What one transaction remembers: model descriptors, which never change once registered.
+final class TransactionMemo {
+    var models: [Digest: ModelDescriptor?] = [:]
 }
 
 /// Values fetched per pipeline when walking many keys.
@@ -18,19 +25,19 @@ extension RedisReads {
     // MARK: Records
 
     func recordBytes(_ key: RecordKey) throws -> [UInt8]? {
-        try prepare()
+        try prepare(keys.record(key))
         return try client.run("reading a record", key: keys.record(key), RedisCommand("GET", keys.record(key))).bytes
     }
 
     func hasRecord(_ key: RecordKey) throws -> Bool {
-        try prepare()
+        try prepare(keys.record(key))
         return try client.run("looking up a record", key: keys.record(key), RedisCommand("EXISTS", keys.record(key))).integer == 1
     }
 
     /// SCAN of every master for the store's record keys, sorted by their `RecordKey` bytes, then
     /// the values fetched in pipelined batches. A record deleted meanwhile is left out.
     func scanRecords(model: Digest?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
-        try prepare()
+        try prepare(nil)
         let found = try client.scan("listing records", matching: keys.recordPattern(model: model))
             .map { (raw: keys.rawRecordKey($0), stored: $0) }
             .sorted { $0.raw.lexicographicallyPrecedes($1.raw) }
@@ -46,16 +53,19 @@ extension RedisReads {
     }
 
     func recordCount() throws -> Int {
-        try prepare()
+        try prepare(nil)
         return try client.scan("counting records", matching: keys.recordPattern(model: nil)).count
     }
 
     // MARK: Models and images
 
     func model(_ fingerprint: Digest) throws -> ModelDescriptor? {
-        try prepare()
+        if let known = memo.models[fingerprint] { return known }
+        try prepare(keys.models)
         let reply = try client.run("reading a model", key: keys.models, RedisCommand("HGET", keys.models, fingerprint.hex))
-        return try client.json(ModelDescriptor.self, reply, database: "models", key: fingerprint.hex)
+        let descriptor = try client.json(ModelDescriptor.self, reply, database: "models", key: fingerprint.hex)
+        memo.models[fingerprint] = descriptor
+        return descriptor
     }
 
     func models() throws -> [ModelDescriptor] {
@@ -65,13 +75,13 @@ extension RedisReads {
     }
 
     func image(_ digest: Digest) throws -> ImageInfo? {
-        try prepare()
+        try prepare(keys.image(digest))
         let reply = try client.run("reading an image entry", key: keys.image(digest), RedisCommand("GET", keys.image(digest)))
         return try client.json(ImageInfo.self, reply, database: "images", key: digest.hex)
     }
 
     func cachedFileHash(identity: String) throws -> FileHashEntry? {
-        try prepare()
+        try prepare(keys.fileHashes)
         let field = Digest.sha256(Array(identity.utf8)).hex
         let reply = try client.run("reading the weight-hash cache", key: keys.fileHashes, RedisCommand("HGET", keys.fileHashes, field))
         return try client.json(FileHashEntry.self, reply, database: "models", key: field)
@@ -79,7 +89,7 @@ extension RedisReads {
 
     /// A hash's fields and values, sorted by field.
     func hashEntries(_ key: String, _ operation: String) throws -> [(field: [UInt8], value: [UInt8])] {
-        try prepare()
+        try prepare(key)
         let flat = try client.run(operation, key: key, RedisCommand("HGETALL", key)).elements ?? []
         return stride(from: 0, to: flat.count - 1, by: 2).map { (flat[$0].bytes ?? [], flat[$0 + 1].bytes ?? []) }
             .sorted { $0.field.lexicographicallyPrecedes($1.field) }
@@ -89,7 +99,7 @@ extension RedisReads {
 
     /// Every collection's name key (a SCAN), its name and its size; empty ones left out.
     func collections() throws -> [CollectionSummary] {
-        try prepare()
+        try prepare(nil)
         let nameKeys = try client.scan("listing collections", matching: keys.collectionNamePattern)
         var out: [CollectionSummary] = []
         for start in stride(from: 0, to: nameKeys.count, by: fetchBatch) {
@@ -106,7 +116,7 @@ extension RedisReads {
     }
 
     func collection(named name: String) throws -> CollectionSummary? {
-        try prepare()
+        try prepare(keys.members(name))
         let count = try client.run("reading a collection", key: keys.members(name), RedisCommand("ZCARD", keys.members(name))).integer ?? 0
         return count == 0 ? nil : CollectionSummary(name: name, count: Int(count))
     }
@@ -123,7 +133,7 @@ extension RedisReads {
     /// A sorted set's members and scores by rank (ZRANGE), from `offset`, at most `limit`, in
     /// pages of 10,000 (ranks of earlier members never change: appends only add at the end).
     func rankedMembers(_ key: String, offset: Int, limit: Int) throws -> [(member: [UInt8], score: String)] {
-        try prepare()
+        try prepare(key)
         var out: [(member: [UInt8], score: String)] = []
         var start = offset
         while out.count < limit, start < Int.max {
@@ -138,8 +148,8 @@ extension RedisReads {
     }
 
     func ordinal(of image: Digest, in collection: String) throws -> UInt64? {
-        try prepare()
         let key = keys.members(collection)
+        try prepare(key)
         guard let score = try client.run("reading a collection", key: key, RedisCommand("ZSCORE", key, image.hex)).text else { return nil }
         guard let ordinal = Self.ordinal(score) else { throw client.corrupt("members", "\(collection)/\(image.hex)", "score \(score) is not an ordinal") }
         return ordinal
@@ -155,7 +165,7 @@ extension RedisReads {
     // MARK: Raw scans for verify
 
     func scanCatalog(_ namespace: CatalogNamespace, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
-        try prepare()
+        try prepare(nil)
         for (key, value) in try catalogEntries(namespace) {
             let more = try key.withUnsafeBytes { k in try value.withUnsafeBytes { v in try body(k, v) } }
             if !more { return }
@@ -163,7 +173,7 @@ extension RedisReads {
     }
 
     func count(_ namespace: CatalogNamespace) throws -> Int {
-        try prepare()
+        try prepare(nil)
         switch namespace {
         case .images: return try client.scan("counting images", matching: keys.imagePrefix + "*").count
         case .models:
@@ -216,5 +226,6 @@ extension RedisReads {
 
 struct RedisReadTransaction: RedisReads {
     let client: RedisClient
-    func prepare() throws {}
+    let memo = TransactionMemo()
+    func prepare(_ key: String?) throws {}
 }

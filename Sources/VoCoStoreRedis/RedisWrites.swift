@@ -3,33 +3,42 @@ import VoCoStore
 
 // MARK: - Writes
 
-/// One `write` body on the cluster. Puts wait in a buffer; any other call (a read, a delete, an
-/// append) and the end of the body send them first: all models and weight hashes, then all
-/// image entries, then all records, each kind acknowledged (WAIT) before the next. So a crash
-/// never leaves a record without its image entry or model, and never a member without its record
-/// when the caller puts the record before appending (ingest does): only garbage that gc removes.
+/// One `write` body on the cluster. Puts wait in a buffer; the end of the body, any call that is
+/// not a put (a delete, an append) and any read that covers many keys send them all: first the
+/// models and weight hashes, then the image entries, then the records, each kind acknowledged
+/// (WAIT) before the next. A read of one key sends only what it would miss (the kinds up to that
+/// key's, in the same order). So a crash never leaves a record without its image entry or model,
+/// and never a member without its record when the caller puts the record before appending
+/// (ingest does): only garbage that gc removes.
 final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
     let client: RedisClient
+    let memo = TransactionMemo()
 
     /// In the order they are sent.
-    private enum Kind: Int, CaseIterable { case models, images, records }
-    // [Kind] the buffered puts of each kind, in call order.
+    enum Kind: Int, CaseIterable { case models, images, records }
+    // [Kind] the buffered puts of each kind, in call order, and the keys they write.
     private var pending: [[(key: String, command: RedisCommand)]] = Kind.allCases.map { _ in [] }
+    private var pendingKeys: [Set<String>] = Kind.allCases.map { _ in [] }
 
     init(client: RedisClient) { self.client = client }
 
-    func prepare() throws { try flush() }
+    func prepare(_ key: String?) throws {
+        guard let key else { return try flush() }
+        if let kind = Kind.allCases.last(where: { pendingKeys[$0.rawValue].contains(key) }) { try flush(through: kind) }
+    }
 
     /// Sends the buffered puts, kind by kind.
-    func flush() throws {
-        for kind in Kind.allCases where !pending[kind.rawValue].isEmpty {
+    func flush(through last: Kind = .records) throws {
+        for kind in Kind.allCases where kind.rawValue <= last.rawValue && !pending[kind.rawValue].isEmpty {
             _ = try client.runAll("writing \(kind)", pending[kind.rawValue], replicate: true)
             pending[kind.rawValue] = []
+            pendingKeys[kind.rawValue] = []
         }
     }
 
     private func buffer(_ kind: Kind, _ key: String, _ command: RedisCommand) {
         pending[kind.rawValue].append((key, command))
+        pendingKeys[kind.rawValue].insert(key)
     }
 
     /// Runs one call that is not a put: the buffer goes first.
@@ -58,6 +67,7 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
     // MARK: Catalog
 
     func putModel(_ descriptor: ModelDescriptor) throws {
+        memo.models[descriptor.fingerprint] = descriptor
         buffer(.models, keys.models, RedisCommand("HSET", keys.models, descriptor.fingerprint.hex, Array(try JSONEncoder.sortedKeys.encode(descriptor))))
     }
 
@@ -97,6 +107,7 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
 
     func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool {
         try flush()
+        memo.models = [:]
         func field(_ raw: ArraySlice<UInt8>) -> [UInt8] { raw.count == 32 ? Array(Digest(bytes: Array(raw))!.hex.utf8) : Array(raw) }
         let command: RedisCommand
         switch namespace {
