@@ -12,6 +12,7 @@ struct VoCoBench: ParsableCommand {
             EngineBenchmark.self,
             StoreBenchmark.self,
             CodecsBenchmark.self,
+            RedisBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
         ]
