@@ -10,6 +10,13 @@ final class RedisClient: @unchecked Sendable {
     let keys: RedisKeys
     /// How errors name the store (the URL without its password).
     let location: String
+    /// Registered models, as read: a fingerprint's descriptor never changes once registered.
+    private var models: [Digest: ModelDescriptor] = [:]
+    private let lock = NSLock()
+
+    func knownModel(_ fingerprint: Digest) -> ModelDescriptor? { lock.withLock { models[fingerprint] } }
+    func remember(_ descriptor: ModelDescriptor) { lock.withLock { models[descriptor.fingerprint] = descriptor } }
+    func forgetModels() { lock.withLock { models = [:] } }
 
     init(router: ClusterRouter, keys: RedisKeys, location: String) {
         self.router = router

@@ -59,12 +59,16 @@ extension RedisReads {
 
     // MARK: Models and images
 
+    /// Registered models are remembered by the store (a fingerprint's descriptor never changes),
+    /// a missing one only for the transaction.
     func model(_ fingerprint: Digest) throws -> ModelDescriptor? {
-        if let known = memo.models[fingerprint] { return known }
+        if let known = client.knownModel(fingerprint) { return known }
+        if let asked = memo.models[fingerprint] { return asked }
         try prepare(keys.models)
         let reply = try client.run("reading a model", key: keys.models, RedisCommand("HGET", keys.models, fingerprint.hex))
         let descriptor = try client.json(ModelDescriptor.self, reply, database: "models", key: fingerprint.hex)
         memo.models[fingerprint] = descriptor
+        if let descriptor { client.remember(descriptor) }
         return descriptor
     }
 

@@ -108,6 +108,7 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
     func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool {
         try flush()
         memo.models = [:]
+        client.forgetModels()
         func field(_ raw: ArraySlice<UInt8>) -> [UInt8] { raw.count == 32 ? Array(Digest(bytes: Array(raw))!.hex.utf8) : Array(raw) }
         let command: RedisCommand
         switch namespace {

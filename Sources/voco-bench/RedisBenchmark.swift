@@ -38,6 +38,7 @@ struct RedisBenchmark: ParsableCommand {
         guard records > 0, batch > 0, clients > 0, repeats > 0 else { throw ValidationError("--records, --batch, --clients and --repeats must be > 0") }
         print("voco-bench redis: cluster \(seeds), \(batch) records per write, 1 and \(clients) clients, best of \(repeats) runs")
         print("store writes: one write body per batch (Redis: pipelined per node, then WAIT for 1 replica); reads: one get per record (checksum and model checked, decoded to Float32), and raw record bytes")
+        print("redis-benchmark: the same value size on the same cluster, -P 1 (one request per round trip, as the store's reads) and -P \(batch) (as its writes); it does not WAIT")
         for shape in Self.shapes {
             let count = max(records / shape.share, clients)
             let model = SyntheticKV.model(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim, tokensPerImage: 1, dtype: .f16, seed: 1)
@@ -56,8 +57,10 @@ struct RedisBenchmark: ParsableCommand {
                 rows.append(["LMDB (one process)", "\(clientCount)"] + lmdb.map { String(format: "%.0f", $0) })
                 let redis = try best { try measureRedis(seeds: seeds, model: model, records: records, clients: clientCount) }
                 rows.append(["Redis Cluster store", "\(clientCount)"] + redis.map { String(format: "%.0f", $0) })
-                let raw = try redisBenchmark(seeds: seeds, size: size, requests: count, clients: clientCount)
-                rows.append(["redis-benchmark SET/GET", "\(clientCount)", String(format: "%.0f", raw.set), "-", String(format: "%.0f", raw.get)])
+                for pipeline in [1, batch] {
+                    let raw = try redisBenchmark(seeds: seeds, size: size, requests: count, clients: clientCount, pipeline: pipeline)
+                    rows.append(["redis-benchmark SET/GET -P \(pipeline)", "\(clientCount)", String(format: "%.0f", raw.set), "-", String(format: "%.0f", raw.get)])
+                }
             }
             printTable(rows)
         }
@@ -128,17 +131,23 @@ struct RedisBenchmark: ParsableCommand {
         return [write, verified, raw]
     }
 
-    /// redis-benchmark --cluster: SET and GET of `size`-byte values, `clients` connections, no pipelining.
-    private func redisBenchmark(seeds: String, size: Int, requests: Int, clients: Int) throws -> (set: Double, get: Double) {
-        let seed = seeds.split(separator: ",")[0]
-        guard let colon = seed.lastIndex(of: ":") else { throw ValidationError("\(seed) is not host:port") }
+    /// redis-benchmark: SET and GET of `size`-byte values (one key per node, so every GET finds
+    /// its value), `pipeline` requests per round trip, at least 200 MB or 20,000 requests so
+    /// that its start-up does not weigh on the rate. One client: one connection to the master of its
+    /// key (its cluster mode splits clients over one thread per master and stops when a thread
+    /// has none); more: --cluster with that many.
+    private func redisBenchmark(seeds: String, size: Int, requests: Int, clients: Int, pipeline: Int) throws -> (set: Double, get: Double) {
+        let router = try ClusterRouter(url: RedisStoreURL("redis://\(seeds)"))
+        var target = router.masters[0]
+        var mode = ["--cluster", "-c", "\(clients)"]
+        if clients == 1, let owner = router.owner(of: HashSlot.of("key:__rand_int__")) { (target, mode) = (owner, ["-c", "1"]) }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["redis-benchmark", "--cluster", "-h", String(seed[..<colon]), "-p", String(seed[seed.index(after: colon)...]),
-                             "-t", "set,get", "-d", "\(size)", "-n", "\(max(requests, 100))", "-c", "\(clients)", "-r", "1000000", "--csv"]
+        process.arguments = ["redis-benchmark", "-h", target.host, "-p", "\(target.port)"] + mode + [
+            "-t", "set,get", "-d", "\(size)", "-n", "\(max(requests, min(20_000, 200_000_000 / max(size, 1))))", "-P", "\(pipeline)", "--csv"]
         let pipe = Pipe()
         process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
+        process.standardError = pipe
         try process.run()
         let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
@@ -147,7 +156,7 @@ struct RedisBenchmark: ParsableCommand {
             let fields = line.split(separator: ",").map { $0.trimmingCharacters(in: CharacterSet(charactersIn: "\"")) }
             if fields.count >= 2, let rate = Double(fields[1]) { rates[fields[0]] = rate }
         }
-        guard let set = rates["SET"], let get = rates["GET"] else { throw ValidationError("redis-benchmark printed no SET/GET rates: \(output.prefix(300))") }
+        guard let set = rates["SET"], let get = rates["GET"] else { throw ValidationError("redis-benchmark (exit \(process.terminationStatus), \(process.terminationReason == .uncaughtSignal ? "signal" : "exit")) printed no SET/GET rates: \(output)") }
         return (set, get)
     }
 }
