@@ -112,7 +112,8 @@ let package = Package(
         .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "VoCoStoreRedis", "SafeTensors", "voco"]),
         .testTarget(
             name: "VoCoStoreRedisTests",
-            dependencies: ["VoCoStoreRedis", "VoCoStore", "VoCoStoreLMDB", "VoCoPipeline", "VoCoModel", "voco"]
+            dependencies: ["VoCoStoreRedis", "VoCoStore", "VoCoStoreLMDB", "VoCoPipeline", "VoCoModel", "voco"],
+            exclude: ["Fixtures"]
         ),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),

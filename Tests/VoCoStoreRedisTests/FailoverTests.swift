@@ -111,7 +111,7 @@ import Testing
         #expect(report.failures.isEmpty, "\(report.failures.prefix(5))")
         #expect(reads.all.count > 0)
         print("failover: \(written.count) writes acknowledged (\(written.count - acknowledgedBefore) after the kill), \(reads.all.count) reads, "
-              + "\(takenOver.all.count) jobs taken over after a lost reply, \(router.redirects)")
+              + "\(takenOver.all.count) jobs taken over after a lost reply; the writer's client: \(writerStore.redis.client.router.redirects)")
 
         try checkSettingsAreRefusedOrWarnedByName(cluster: cluster, router: router, url: url)
     }
