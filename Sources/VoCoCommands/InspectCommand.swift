@@ -35,7 +35,8 @@ struct StoreLocation: ParsableArguments {
     var path: String { store ?? LMDBStore.defaultPath }
 
     /// Opens the existing store: for writing through LMDB, or read-only through the page
-    /// reader that checks every page it reads (a damaged store is an error, never a crash).
+    /// reader that checks every page it reads (a damaged store is an error, never a crash);
+    /// a `redis://` URL opens the store on that cluster.
     func open(writable: Bool = false) throws -> CacheStore {
         try Self.open(path, options: StoreOptions(readOnly: !writable))
     }
@@ -50,9 +51,11 @@ struct StoreLocation: ParsableArguments {
         return CacheStore(backend: backend)
     }
 
-    /// Opens the store read-only for verify and salvage: damage is reported, not refused.
+    /// Opens the store read-only for verify and salvage: damage is reported, not refused (a
+    /// store on a cluster has no pages to be damaged: it opens as any other).
     func openForensic() throws -> CacheStore {
-        try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
+        if RedisStoreURL.isRedis(path) { return try Self.open(path, options: StoreOptions(readOnly: true)) }
+        return try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
     }
 }
 
