@@ -200,16 +200,20 @@ public final class ClusterRouter: @unchecked Sendable {
                 }
             }
             guard !pending.isEmpty else { break }
-            if let reason = retryReason {
+            guard Date() < deadline else {
+                throw StoreErrorText("the cluster did not serve \(items[pending[0].index].command) within \(Int(url.failoverTimeout)) s: "
+                                     + (retryReason ?? "its nodes kept redirecting it (MOVED/ASK)"))
+            }
+            attempt += 1
+            if retryReason != nil {
                 // The cluster is changing: wait a little, learn the new slot map, try again.
-                guard Date() < deadline else {
-                    throw StoreErrorText("the cluster did not serve \(items[pending[0].index].command) within \(Int(url.failoverTimeout)) s: \(reason)")
-                }
-                attempt += 1
                 Thread.sleep(forTimeInterval: min(0.05 * Double(1 << min(attempt, 4)), 0.5))
                 try? refresh(olderThan: startedAt)
-            } else if outcomes.contains(where: { if case .moved = $0.1 { return true } else { return false } }) {
-                try? refresh(olderThan: startedAt)  // one slot moved: others likely did too
+            } else {
+                // Redirected: try at once; a slot that moved means others likely did too; a
+                // redirect that keeps coming back (a cluster in the middle of changing) slows down.
+                if attempt > 8 { Thread.sleep(forTimeInterval: 0.05) }
+                if outcomes.contains(where: { if case .moved = $0.1 { return true } else { return false } }) { try? refresh(olderThan: startedAt) }
             }
         }
         return replies.map { $0! }

@@ -64,6 +64,14 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
                                  replicate: true)[0].integer == 1
     }
 
+    /// Pipelined per node, acknowledged by replicas.
+    func deleteRawRecords(_ raw: [[UInt8]]) throws -> Int {
+        try flush()
+        let stored = raw.map(keys.recordKey(raw:))
+        return try client.runAll("deleting records", slots: stored.map { (HashSlot.of($0), RedisCommand([Array("DEL".utf8), $0])) }, replicate: true)
+            .reduce(0) { $0 + Int($1.integer ?? 0) }
+    }
+
     // MARK: Catalog
 
     func putModel(_ descriptor: ModelDescriptor) throws {
@@ -77,6 +85,12 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
 
     func deleteImage(_ digest: Digest) throws -> Bool {
         try now("deleting an image entry", key: keys.image(digest), RedisCommand("DEL", keys.image(digest))).integer == 1
+    }
+
+    func deleteImages(_ digests: [Digest]) throws -> Int {
+        try flush()
+        return try client.runAll("deleting image entries", digests.map { (keys.image($0), RedisCommand("DEL", keys.image($0))) }, replicate: true)
+            .reduce(0) { $0 + Int($1.integer ?? 0) }
     }
 
     func cacheFileHash(_ entry: FileHashEntry) throws {
