@@ -2,7 +2,7 @@
 // VoCo Store: compress images once into VoCo KV caches, keep them in LMDB, answer questions from them.
 //
 // Layout (imports point one way; the model side and the storage side meet only in VoCoPipeline):
-//   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG     (Debian -dev packages, Tools/deps.sh)
+//   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG, CHiredis    (Debian -dev packages, Tools/deps.sh)
 //   SafeTensors         memory-mapped safetensors reader and writer, dtype conversion
 //   VoCoKernels (C)     F32/F16/BF16 GEMV, GEMM and flash attention, chosen at run time by CPU feature; a spin-then-park pool
 //   VoCoCompute         the GEMM seam (VoCoKernels by default, OpenBLAS as the reference) and the small vector kernels
@@ -11,6 +11,7 @@
 //   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
 //   VoCoStore           VoCo KV records, codecs, the store over backend protocols (records, catalog, jobs)
 //   VoCoStoreLMDB       the LMDB backend
+//   VoCoStoreRedis      the Redis Cluster backend (hiredis, our own cluster routing)
 //   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet
 //   VoCoCommands        the `voco` subcommand tree (a library so tests run the real commands)
 //   voco, voco-bench    thin executables
@@ -36,6 +37,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
@@ -51,6 +53,7 @@ let package = Package(
             swiftSettings: optimize
         ),
         .target(name: "VoCoStoreLMDB", dependencies: ["VoCoStore", "CLMDB"], swiftSettings: optimize),
+        .target(name: "VoCoStoreRedis", dependencies: ["VoCoStore", "CHiredis"], swiftSettings: optimize),
         .target(name: "VoCoTokenizer", swiftSettings: optimize),
         .target(
             name: "CImageShims",
@@ -76,6 +79,7 @@ let package = Package(
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoStoreLMDB",
+                "VoCoStoreRedis",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -92,6 +96,7 @@ let package = Package(
                 "VoCoPipeline",
                 "VoCoStore",
                 "VoCoStoreLMDB",
+                "VoCoStoreRedis",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -110,7 +115,12 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
-        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "SafeTensors", "voco"]),
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "VoCoStoreRedis", "SafeTensors", "voco"]),
+        .testTarget(
+            name: "VoCoStoreRedisTests",
+            dependencies: ["VoCoStoreRedis", "VoCoStore", "VoCoStoreLMDB", "VoCoPipeline", "VoCoModel", "voco"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB"], exclude: ["Fixtures"]),

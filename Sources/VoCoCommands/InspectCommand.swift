@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import VoCoStore
 import VoCoStoreLMDB
+import VoCoStoreRedis
 
 /// `voco inspect ...`: see and check what a store holds.
 struct InspectCommand: ParsableCommand {
@@ -26,20 +27,35 @@ struct InspectCommand: ParsableCommand {
 // MARK: - Shared options
 
 struct StoreLocation: ParsableArguments {
-    @Option(name: .customLong("store"), help: "The store directory (default: $VOCO_STORE, else ~/.local/share/voco/store).")
+    @Option(name: .customLong("store"), help: ArgumentHelp(
+        "The store: a directory (LMDB), or redis://host:port[,host:port...][/name][?password=...] for a store on a Redis Cluster (default: $VOCO_STORE, else ~/.local/share/voco/store).",
+        valueName: "dir-or-url"))
     var store: String?
 
     var path: String { store ?? LMDBStore.defaultPath }
 
     /// Opens the existing store: for writing through LMDB, or read-only through the page
-    /// reader that checks every page it reads (a damaged store is an error, never a crash).
+    /// reader that checks every page it reads (a damaged store is an error, never a crash);
+    /// a `redis://` URL opens the store on that cluster.
     func open(writable: Bool = false) throws -> CacheStore {
-        try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable))
+        try Self.open(path, options: StoreOptions(readOnly: !writable))
     }
 
-    /// Opens the store read-only for verify and salvage: damage is reported, not refused.
+    /// Opens the store a --store value names, whatever its backend: a `redis://` URL is a store
+    /// on a Redis Cluster (docs/store-redis.md), anything else an LMDB directory. What the
+    /// cluster's settings check warns about goes to standard error.
+    static func open(_ location: String, options: StoreOptions) throws -> CacheStore {
+        guard RedisStoreURL.isRedis(location) else { return try LMDBStore.open(path: location, options: options) }
+        let backend = try RedisStore(url: RedisStoreURL(location), options: options)
+        for warning in backend.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        return CacheStore(backend: backend)
+    }
+
+    /// Opens the store read-only for verify and salvage: damage is reported, not refused (a
+    /// store on a cluster has no pages to be damaged: it opens as any other).
     func openForensic() throws -> CacheStore {
-        try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
+        if RedisStoreURL.isRedis(path) { return try Self.open(path, options: StoreOptions(readOnly: true)) }
+        return try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
     }
 }
 

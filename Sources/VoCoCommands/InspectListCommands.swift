@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreRedis
 
 /// `voco inspect stats`: counts, sizes and compression per codec.
 struct InspectStatsCommand: ParsableCommand {
@@ -20,7 +21,9 @@ struct InspectStatsCommand: ParsableCommand {
             ["records", "\(stats.records)"], ["images", "\(stats.images)"],
             ["collections", "\(stats.collections) (\(stats.collectionMembers) memberships)"],
             ["models", "\(stats.models)"], ["jobs", "\(stats.jobs)"],
-            ["map", "\(byteCount(stats.usedBytes)) used of \(byteCount(stats.mapSize))"],
+            RedisStoreURL.isRedis(stats.path)
+                ? ["memory", "\(byteCount(stats.usedBytes)) used by the cluster's masters (all stores) " + (stats.mapSize > 0 ? "of \(byteCount(stats.mapSize))" : "(no maxmemory)")]
+                : ["map", "\(byteCount(stats.usedBytes)) used of \(byteCount(stats.mapSize))"],
         ]))
         guard !stats.perCodec.isEmpty else { return }
         print("")

@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
-import VoCoStoreLMDB
 
 /// `voco debug store-fill`: writes synthetic records (SyntheticKV) into a store, a batch per
 /// transaction, each batch with its images and collection membership. Tests use it as a writer
@@ -52,7 +51,7 @@ struct StoreFillCommand: ParsableCommand {
 
     func run() throws {
         let (codec, dtype) = try types()
-        let store = try LMDBStore.open(path: location.path, options: StoreOptions(create: create, codec: create ? codec : nil))
+        let store = try StoreLocation.open(location.path, options: StoreOptions(create: create, codec: create ? codec : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
         try store.register(model)
         for start in stride(from: first, to: first + records, by: batch) {

@@ -9,6 +9,7 @@ public struct VoCoCommand: ParsableCommand {
             AskCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
+            StoreCommand.self,
             DebugCommand.self,
         ]
     )

@@ -219,8 +219,8 @@ extension CacheStore {
         if dryRun { return try read { try body($0).0 } }
         return try write { txn in
             let (report, records, images) = try body(txn)
-            for key in records { try txn.transaction.deleteRawRecord(key) }
-            for digest in images { try txn.transaction.deleteImage(digest) }
+            try txn.transaction.deleteRawRecords(records)
+            try txn.transaction.deleteImages(images)
             return report
         }
     }

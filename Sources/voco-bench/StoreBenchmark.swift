@@ -123,12 +123,4 @@ struct StoreBenchmark: ParsableCommand {
         }
         return (error / max(norm, 1e-30)).squareRoot()
     }
-
-    private func printTable(_ rows: [[String]]) {
-        let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            print(row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  "))
-        }
-    }
 }

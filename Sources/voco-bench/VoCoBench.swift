@@ -14,6 +14,7 @@ struct VoCoBench: ParsableCommand {
             ThreadsBenchmark.self,
             StoreBenchmark.self,
             CodecsBenchmark.self,
+            RedisBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
         ]

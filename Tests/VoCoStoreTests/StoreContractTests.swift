@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VoCoStore
 @testable import VoCoStoreLMDB
+import VoCoStoreRedis
 
 // MARK: - Backends the contract runs on
 
@@ -19,9 +20,28 @@ struct StoreBackendFactory: CustomTestStringConvertible, Sendable {
     static let lmdb = StoreBackendFactory(name: "LMDB", atomicWrites: true) { codec, models in
         try makeStore(codec: codec, models: models)
     }
+
+    /// A new store (its own name, so its keys are apart) on the cluster $VOCO_REDIS_CLUSTER names.
+    static let redis = StoreBackendFactory(name: "Redis Cluster", atomicWrites: false) { codec, models in
+        let store = try RedisStore.open(url: "redis://\(redisCluster ?? "")/contract-\(UUID().uuidString.prefix(13))",
+                                        options: StoreOptions(create: true, codec: codec))
+        for model in models { try store.register(model) }
+        return store
+    }
 }
 
-let contractBackends: [StoreBackendFactory] = [.lmdb]
+/// `host:port[,host:port...]` of a Redis Cluster to run the contract on (Tools/test starts one).
+let redisCluster = ProcessInfo.processInfo.environment["VOCO_REDIS_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 }
+
+let contractBackends: [StoreBackendFactory] = [.lmdb] + (redisCluster == nil ? [] : [.redis])
+
+@Test func theContractRunsOnARedisClusterWhenOneIsNamed() throws {
+    guard redisCluster != nil else {
+        let reason = "no Redis Cluster named: the store contract ran on LMDB only; set VOCO_REDIS_CLUSTER=host:port (Tools/redis-cluster.sh start) to run it on a cluster too"
+        print(reason)
+        try Test.cancel(Comment(rawValue: reason))
+    }
+}
 
 @Suite struct StoreContractTests {
     // MARK: - Refusing bad records
