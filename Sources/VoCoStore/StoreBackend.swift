@@ -29,6 +29,19 @@ public protocol RecordWriting: RecordReading {
     @discardableResult func deleteRecord(_ key: RecordKey) throws -> Bool
     /// Deletes an entry of the records namespace by its raw key (a key that does not parse).
     @discardableResult func deleteRawRecord(_ key: [UInt8]) throws -> Bool
+    /// Puts a record only where its key holds none; returns whether it did. Used for model
+    /// references, which are never replaced. The default checks, then puts: atomic inside an
+    /// LMDB write transaction; a backend whose writes are call by call (a cluster) should
+    /// override it with an atomic put-if-absent (Redis: SET NX).
+    func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool
+}
+
+extension RecordWriting {
+    public func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool {
+        if try hasRecord(key) { return false }
+        try putRecord(key, bytes)
+        return true
+    }
 }
 
 /// Reads of the catalog: models, images, collections, and the weight-hash cache.

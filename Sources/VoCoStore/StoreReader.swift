@@ -48,7 +48,8 @@ extension StoreReads {
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
             // The key's model and image: format 2 records are checked with them (its checksum binds them).
-            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image)
+            // A record relative to its model's reference is decoded against the one it names.
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image, reference: try reference(for: bytes, key: key))
             try checkHeader(header, key: key)
             return (header, kv)
         } catch let problem as RecordProblem {
@@ -63,6 +64,9 @@ extension StoreReads {
         }
         guard h.image == key.image else { throw RecordProblem("the header names image \(h.image.hex)") }
         guard h.codec == key.codec else { throw RecordProblem("the header names codec \(h.codec.name), the key \(key.codec.name)") }
+        guard !key.isReference || h.codec == ModelReference.settings.codec else {
+            throw RecordProblem("a model reference must be a \(ModelReference.settings.codec.name) record, not \(h.codec.name)")
+        }
         guard let descriptor = try model(key.model) else {
             throw RecordProblem("its model \(key.model.hex) is not registered in the store")
         }
@@ -121,11 +125,13 @@ public struct StoreWriter: StoreReads {
         self.store = store
     }
 
-    /// Stores an encoded record; its model must be registered.
+    /// Stores an encoded record; its model must be registered. A model's reference record is
+    /// only put where the model has none (or the same one): it is never replaced.
     public func put(_ record: EncodedRecord) throws {
         guard try transaction.model(record.key.model) != nil else {
             throw StoreError.modelNotRegistered(path: path, model: record.key.model)
         }
+        if record.key.isReference { return try putReference(record, keepingOther: false) }
         try transaction.putRecord(record.key, record.bytes)
     }
 
