@@ -152,7 +152,9 @@ import Testing
         #expect(try decode(record, reference).0.headerLength == 16)
         let hashed = Self.model.bytes + Self.image.bytes + reference.digest.bytes + Array(record[0..<(record.count - 16)])
         #expect(Array(Digest.sha256(hashed).bytes.prefix(16)) == Array(record.suffix(16)))
-        // The reference digest is the SHA-256 of the reference record's bytes.
+        // The reserved image digest record-format.md gives, and the reference digest: the SHA-256
+        // of the reference record's bytes.
+        #expect(ModelReference.image.hex == "4f2edc454140750d1e68a444c0364cc1df2e54f416b830efef670ac3d1f44c52")
         let made = try ModelReference.make(reference.kv, model: Self.model, dtype: .f16)
         #expect(made.reference.digest == Digest.sha256(made.record.bytes) && made.record.key.image == ModelReference.image)
     }
