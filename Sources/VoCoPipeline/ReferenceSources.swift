@@ -44,7 +44,7 @@ public enum ReferenceSource: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case let .store(split, n): return "the store's: mean of \(n) 8-bit records of \((split as NSString).lastPathComponent)"
+        case let .store(split, n): return "the store's (mean of \(n) 8-bit records of \((split as NSString).lastPathComponent))"
         case let .mean(split, n):
             let name = (split as NSString).lastPathComponent
             return n.map { "exact mean of \(name)'s first \($0)" } ?? "exact mean of \(name)"

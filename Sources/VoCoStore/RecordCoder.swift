@@ -102,7 +102,7 @@ public struct CodecSettings: Equatable, Sendable, Codable, CustomStringConvertib
         var details = ["zstd \(zstdLevel)"]
         if codec == .q4 { details.append("groups of \(groupSize)") }
         if codec != .hq, compactHeader { details.append("compact header") }
-        if relative { details.append("ref=\(referenceImages): relative to the mean of the model's first \(referenceImages) records") }
+        if relative { details.append("ref=\(referenceImages)") }
         let name = codec == .hq ? "hq K\(keyBits)/V\(valueBits)" : codec.name
         return "\(name) (\(details.joined(separator: ", ")))"
     }
