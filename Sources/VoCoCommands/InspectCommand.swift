@@ -7,7 +7,7 @@ import VoCoStoreLMDB
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "See and check what a VoCo store holds: stats, ls, show, verify, export, rm, gc.",
+        abstract: "See and check what a VoCo store holds: stats, ls, show, verify, export, rm, rm-record, gc, salvage.",
         subcommands: [
             InspectStatsCommand.self,
             InspectListCommand.self,
@@ -15,7 +15,10 @@ struct InspectCommand: ParsableCommand {
             InspectVerifyCommand.self,
             InspectExportCommand.self,
             InspectRemoveCommand.self,
+            InspectRemoveRecordCommand.self,
             InspectGCCommand.self,
+            InspectSalvageCommand.self,
+            InspectDumpCommand.self,
         ]
     )
 }
@@ -28,9 +31,15 @@ struct StoreLocation: ParsableArguments {
 
     var path: String { store ?? LMDBStore.defaultPath }
 
-    /// Opens the existing store; read-only unless `writable`.
+    /// Opens the existing store: for writing through LMDB, or read-only through the page
+    /// reader that checks every page it reads (a damaged store is an error, never a crash).
     func open(writable: Bool = false) throws -> CacheStore {
         try LMDBStore.open(path: path, options: StoreOptions(readOnly: !writable))
+    }
+
+    /// Opens the store read-only for verify and salvage: damage is reported, not refused.
+    func openForensic() throws -> CacheStore {
+        try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
     }
 }
 
@@ -45,9 +54,13 @@ struct RecordSelection: ParsableArguments {
     func resolve(in store: CacheStore) throws -> RecordKey {
         let imagePrefix = image.lowercased(), modelPrefix = model?.lowercased()
         var matches: [RecordKey] = []
-        try store.scan { summary in
-            if summary.key.image.hex.hasPrefix(imagePrefix), modelPrefix.map({ summary.key.model.hex.hasPrefix($0) }) ?? true {
-                matches.append(summary.key)
+        // Keys only: a record whose bytes are damaged can still be named (and removed).
+        try store.read { txn in
+            try txn.readTransaction.scanRecords(model: nil) { k, _ in
+                if let key = RecordKey(k), key.image.hex.hasPrefix(imagePrefix), modelPrefix.map({ key.model.hex.hasPrefix($0) }) ?? true {
+                    matches.append(key)
+                }
+                return true
             }
         }
         guard let first = matches.first else {

@@ -38,12 +38,6 @@ enum CompactHeader {
         return out
     }
 
-    /// Whether `record` is a format 2 record relative to its model's reference (flag bit 2),
-    /// from its first bytes alone: a reader fetches the reference before decoding it.
-    static func isRelative(_ record: UnsafeRawBufferPointer) -> Bool {
-        isCompact(record) && record.count > 5 && record[5] & flagRelative != 0
-    }
-
     /// Parses and checks a compact header; `model` and `image` are the key's. The checksum is
     /// checked by `RecordCoder`.
     static func decode(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {

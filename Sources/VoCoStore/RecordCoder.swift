@@ -270,6 +270,12 @@ public enum RecordCoder {
 
     private static func decodeBody(_ record: UnsafeRawBufferPointer, header h: RecordHeader,
                                    reference: ModelReference? = nil) throws -> (RecordHeader, KVTensors) {
+        // A record whose header passes every check may still describe more values than this
+        // machine can hold: refused, not met with a failed allocation.
+        let needed = h.bodyLength.addingSaturating(h.rawLength / h.dtype.size * 8)
+        guard UInt64(needed) <= ProcessInfo.processInfo.physicalMemory else {
+            throw RecordProblem("decoding it needs \(needed) bytes, more than this machine's memory (\(ProcessInfo.processInfo.physicalMemory))")
+        }
         let payload = UnsafeRawBufferPointer(rebasing: record[h.headerLength..<(h.headerLength + h.payloadLength)])
         let body = UnsafeMutableRawBufferPointer.allocate(byteCount: max(h.bodyLength, 1), alignment: 16)
         defer { body.deallocate() }

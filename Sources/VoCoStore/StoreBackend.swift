@@ -109,11 +109,15 @@ public protocol StoreBackend: AnyObject, Sendable {
     func checkStructure() throws -> [VerifyFailure]
     /// Sizes as the backend reports them, for stats (e.g. LMDB's map size and bytes used).
     func storageFigures() -> [String: Int]
+    /// The backend `verify` walks: one that reports damage instead of crashing on it (LMDB:
+    /// its own pages read by a checking reader). By default the backend itself.
+    func verifyingBackend() throws -> any StoreBackend
 }
 
 extension StoreBackend {
     public func checkStructure() throws -> [VerifyFailure] { [] }
     public func storageFigures() -> [String: Int] { [:] }
+    public func verifyingBackend() throws -> any StoreBackend { self }
 }
 
 // MARK: - The ingest job queue

@@ -46,8 +46,8 @@ extension CacheStore {
                 let codec = summary.key.codec
                 var entry = perCodec[codec] ?? .init(codec: codec.name, records: 0, rawBytes: 0, storedBytes: 0, ratio: 0)
                 entry.records += 1
-                entry.rawBytes += summary.header.rawLength
-                entry.storedBytes += summary.storedBytes
+                entry.rawBytes = entry.rawBytes.addingSaturating(summary.header.rawLength)
+                entry.storedBytes = entry.storedBytes.addingSaturating(summary.storedBytes)
                 perCodec[codec] = entry
                 return true
             }
@@ -56,7 +56,7 @@ extension CacheStore {
                 entry.ratio = ratio(entry.rawBytes, entry.storedBytes)
                 return entry
             }
-            let raw = codecs.reduce(0) { $0 + $1.rawBytes }, stored = codecs.reduce(0) { $0 + $1.storedBytes }
+            let raw = codecs.reduce(0) { $0.addingSaturating($1.rawBytes) }, stored = codecs.reduce(0) { $0.addingSaturating($1.storedBytes) }
             let t = txn.readTransaction
             let figures = backend.storageFigures()
             return StoreStats(
@@ -71,6 +71,14 @@ extension CacheStore {
 }
 
 private func ratio(_ raw: Int, _ stored: Int) -> Double { stored == 0 ? 0 : Double(raw) / Double(stored) }
+
+extension Int {
+    /// Sums of sizes a damaged store may make huge: they stop at `Int.max` instead of trapping.
+    func addingSaturating(_ other: Int) -> Int {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+}
 
 // MARK: - Verify
 
@@ -103,6 +111,8 @@ extension CacheStore {
     /// entry and a record of its image present, every record's image entry present, and what
     /// the backend can check of its own (entry counts). One snapshot where the backend has them.
     public func verify() throws -> VerifyReport {
+        let checked = try backend.verifyingBackend()
+        if checked !== backend { return try CacheStore(backend: checked).verify() }
         var report = try read { txn in
             var report = VerifyReport(recordsChecked: 0, entriesChecked: 0, failures: [])
             var recordImages = Set<Digest>()
@@ -201,14 +211,14 @@ extension CacheStore {
             try txn.readTransaction.scanRecords(model: nil) { k, v in
                 if let key = RecordKey(k), !key.isReference, !referenced.contains(key.image) {
                     records.append(Array(k))
-                    bytes += v.count
+                    bytes = bytes.addingSaturating(v.count)
                 }
                 return true
             }
             try txn.readTransaction.scanCatalog(.images) { k, v in
                 if let digest = Digest(k), !referenced.contains(digest) {
                     images.append(digest)
-                    bytes += v.count
+                    bytes = bytes.addingSaturating(v.count)
                 }
                 return true
             }

@@ -44,13 +44,19 @@ extension StoreReads {
         try readTransaction.hasRecord(RecordKey(model: model, image: image, codec: store.codec.codec))
     }
 
-    /// Checks a stored record completely (checksum, header against key and model, body) and decodes it.
+    /// Checks a stored record completely (checksum, header against key and model, body) and
+    /// decodes it. The header is checked against the model before anything is decompressed, so
+    /// a hostile header cannot make it allocate more than the model's shapes need.
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
-            // The key's model and image: format 2 records are checked with them (its checksum binds them).
-            // A record relative to its model's reference is decoded against the one it names.
-            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image, reference: try reference(for: bytes, key: key))
-            try checkHeader(header, key: key)
+            // The header against the key and the model first (format 2 headers are read with the
+            // key's model and image, which their checksum binds): nothing is decompressed for a
+            // record whose shapes are not the model's. A record relative to its model's reference
+            // is decoded against the one it names.
+            let parsed = try RecordHeader.decode(bytes, model: key.model, image: key.image)
+            try checkHeader(parsed, key: key)
+            let reference = parsed.isRelative ? try reference(named: parsed.referenceTag, key: key) : nil
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image, reference: reference)
             return (header, kv)
         } catch let problem as RecordProblem {
             throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)

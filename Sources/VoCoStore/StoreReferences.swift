@@ -69,12 +69,10 @@ extension StoreReads {
         }
     }
 
-    /// The reference a relative record stored under `key` needs: the store's cached one when it
-    /// is the one the record names, else this view's. nil for a record that is not relative, or
-    /// when the store holds no reference for the model (decoding then refuses the record by name).
-    func reference(for bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> ModelReference? {
-        guard CompactHeader.isRelative(bytes) else { return nil }
-        let tag = try RecordHeader.decode(bytes, model: key.model, image: key.image).referenceTag
+    /// The reference a relative record stored under `key` needs, whose header names `tag`: the
+    /// store's cached one when it is that one, else this view's. nil when the store holds no
+    /// reference for the model (decoding then refuses the record by name).
+    func reference(named tag: [UInt8]?, key: RecordKey) throws -> ModelReference? {
         if let cached = store.references[key.model], cached.tag == tag { return cached }
         do { return try loadReference(key.model) } catch let problem as RecordProblem {
             throw RecordProblem("its model's reference (record \(ModelReference.key(model: key.model))) is refused: \(problem.reason)")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import VoCoStore
+import VoCoStoreLMDB
 
 /// A store whose codec is relative to a model reference: the reference is made from the model's
 /// first N records (written self-contained at 8 bits), kept once, bound into every later record,
@@ -128,6 +129,17 @@ import Testing
         #expect(try fresh.verify().failures.contains { $0.key == key.description })
         // Self-contained records of the model still read.
         #expect(try fresh.get(image: SyntheticKV.imageDigest(0), model: model.fingerprint) != nil)
+    }
+
+    /// Salvage copies the reference with the records that need it: the new store verifies.
+    @Test func salvageKeepsTheReference() throws {
+        let store = try makeStore(codec: try CodecSettings(parsing: "hq:ref=2"), models: [model])
+        try fill(store, 0..<4)
+        let destination = try LMDBStore.open(path: temporaryDirectory("salvaged"), options: StoreOptions(create: true, codec: store.codec))
+        let report = try store.salvage(into: destination)
+        #expect(report.lost.isEmpty && report.destinationVerifies, "\(report.lost)")
+        #expect(try destination.reference(model: model.fingerprint) == store.reference(model: model.fingerprint))
+        #expect(try destination.get(image: SyntheticKV.imageDigest(3), model: model.fingerprint) == store.get(image: SyntheticKV.imageDigest(3), model: model.fingerprint))
     }
 
     /// A cache with another number of rows than the reference cannot be stored relative to it.

@@ -23,7 +23,7 @@ import lmdb
 import numpy as np
 import zstandard
 
-SCHEMA_VERSION = b"2"
+SCHEMA_VERSIONS = (b"2", b"3")  # 3 adds checksums to JSON values; records are the same
 MAGIC = b"VOCOKVR\n"
 HEADER_LENGTH = 128
 CHECKSUM_LENGTH = 32
@@ -302,8 +302,8 @@ def open_store(path):
     meta = env.open_db(b"meta", create=False)
     with env.begin(db=meta) as txn:
         version = txn.get(b"schema_version")
-    if version != SCHEMA_VERSION:
-        raise RecordError(f"{path}: store schema version {version!r}, this reader reads {SCHEMA_VERSION!r}")
+    if version not in SCHEMA_VERSIONS:
+        raise RecordError(f"{path}: store schema version {version!r}, this reader reads {SCHEMA_VERSIONS!r}")
     return env
 
 
