@@ -143,18 +143,23 @@ struct StoreCopier {
             report.recordBytes += pending.reduce(0) { $0 + $1.bytes.count }
             pending = []
         }
-        try src.read { txn in
-            try txn.readTransaction.scanRecords(model: nil) { k, v in
-                guard let key = RecordKey(k) else {
-                    throw CommandFailure("\(src.location): a records key \(Digest.hexString(k)) is not model + image + codec; run voco inspect verify")
+        // Model references first: a record stored relative to its model's reference is verified
+        // in DST against that reference, so the reference must be there before it.
+        for references in [true, false] {
+            try src.read { txn in
+                try txn.readTransaction.scanRecords(model: nil) { k, v in
+                    guard let key = RecordKey(k) else {
+                        throw CommandFailure("\(src.location): a records key \(Digest.hexString(k)) is not model + image + codec; run voco inspect verify")
+                    }
+                    guard key.isReference == references else { return true }
+                    _ = try txn.decodeChecked(v, key: key)
+                    pending.append(EncodedRecord(key: key, bytes: Array(v)))
+                    if pending.count >= batch { try flush() }
+                    return true
                 }
-                _ = try txn.decodeChecked(v, key: key)
-                pending.append(EncodedRecord(key: key, bytes: Array(v)))
-                if pending.count >= batch { try flush() }
-                return true
             }
+            try flush()
         }
-        try flush()
     }
 
     private func copyCollections(_ report: inout CopyReport) throws {

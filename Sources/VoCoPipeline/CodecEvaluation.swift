@@ -22,27 +22,15 @@ public struct CacheCodec: Sendable {
 
     /// The store's codec: record bytes made exactly as a store with `settings` writes them for a
     /// model of `dtype`, then verified and decoded as a store reads them (under the same key).
-    public static func record(_ settings: CodecSettings, model: Digest, dtype: ValueType) -> CacheCodec {
-        CacheCodec(name: settings.description, settings: settings) { kv, image in
-            let record = try RecordCoder.encode(kv, model: model, image: image, dtype: dtype, settings: settings)
-            let (_, decoded) = try record.withUnsafeBytes { try RecordCoder.decode($0, model: model, image: image) }
+    /// A `relative` codec needs the model's reference as the store keeps it (`ModelReference.make`),
+    /// named in the row.
+    public static func record(_ settings: CodecSettings, model: Digest, dtype: ValueType,
+                              reference: (name: String, value: ModelReference)? = nil) -> CacheCodec {
+        let used = settings.relative ? reference : nil
+        return CacheCodec(name: settings.description + (used.map { ", reference: \($0.name)" } ?? ""), settings: settings) { kv, image in
+            let record = try RecordCoder.encode(kv, model: model, image: image, dtype: dtype, settings: settings, reference: used?.value)
+            let (_, decoded) = try record.withUnsafeBytes { try RecordCoder.decode($0, model: model, image: image, reference: used?.value) }
             return (record.count, decoded)
-        }
-    }
-
-    /// A what-if, not a record format: `codec` applied to the cache minus `reference` (a mean
-    /// cache of the same shape), the reference added back after decoding. What a per-model
-    /// reference, kept once by the store, would buy; the record bytes are the codec's.
-    public func relative(to reference: KVTensors, named referenceName: String) -> CacheCodec {
-        let inner = roundTrip
-        return CacheCodec(name: "\(name), relative to \(referenceName)", settings: settings) { kv, image in
-            var difference = kv
-            for i in kv.keys.indices { difference.keys[i] -= reference.keys[i] }
-            for i in kv.values.indices { difference.values[i] -= reference.values[i] }
-            var (bytes, decoded) = try inner(difference, image)
-            for i in decoded.keys.indices { decoded.keys[i] += reference.keys[i] }
-            for i in decoded.values.indices { decoded.values[i] += reference.values[i] }
-            return (bytes, decoded)
         }
     }
 
@@ -79,17 +67,6 @@ public enum CodecEvaluation {
     /// The cache of every image of `split`, as `KVTensors` in path order.
     public static func caches(_ model: AnsweringModel, split: EvaluationSplit) throws -> [(path: String, cache: VoCoCache)] {
         try model.caches(of: split).sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-    }
-
-    /// Element-wise mean of caches of one shape (a per-model reference for `CacheCodec.relative`).
-    public static func mean(_ caches: [VoCoCache], model: AnsweringModel) throws -> KVTensors? {
-        guard let first = caches.first else { return nil }
-        var mean = try model.storeTensors(first)
-        for i in mean.keys.indices {
-            mean.keys[i] = Float(caches.reduce(0.0) { $0 + Double($1.keys[i]) } / Double(caches.count))
-            mean.values[i] = Float(caches.reduce(0.0) { $0 + Double($1.values[i]) } / Double(caches.count))
-        }
-        return mean
     }
 
     /// The element type a store keeps this model's caches in: that of its weights.
@@ -133,13 +110,18 @@ public enum CodecEvaluation {
     /// Raw F16 bytes of a 7B-shaped k = 1 cache: 32 layers, K and V, 32 KV heads of 128.
     public static let sevenBillionRawBytes = 32 * 2 * 32 * 128 * 2
 
-    /// Mean record bytes of four 7B-shaped k = 1 caches (SyntheticKV, F16 model) with `settings`.
+    /// Mean record bytes of four 7B-shaped k = 1 caches (SyntheticKV, F16 model) with `settings`;
+    /// a relative codec's reference is a fifth cache of the same synthetic model (seed 1000).
     public static func sevenBillionRecordBytes(_ settings: CodecSettings) throws -> Double {
         let model = Digest.sha256(Array("7B-shaped synthetic model".utf8))
+        func cache(_ seed: UInt64) -> KVTensors {
+            SyntheticKV.make(layers: 32, tokens: 1, kvHeads: 32, headDim: 128, firstPosition: 577, seed: seed, modelSeed: 1)
+        }
+        let reference = settings.relative ? try ModelReference.make(cache(1000), model: model, dtype: .f16).reference : nil
         var total = 0
         for seed in 0..<4 {
-            let kv = SyntheticKV.make(layers: 32, tokens: 1, kvHeads: 32, headDim: 128, firstPosition: 577, seed: UInt64(seed), modelSeed: 1)
-            total += try RecordCoder.encode(kv, model: model, image: SyntheticKV.imageDigest(seed), dtype: .f16, settings: settings).count
+            total += try RecordCoder.encode(cache(UInt64(seed)), model: model, image: SyntheticKV.imageDigest(seed), dtype: .f16,
+                                            settings: settings, reference: reference).count
         }
         return Double(total) / 4
     }

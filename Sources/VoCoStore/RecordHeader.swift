@@ -100,11 +100,14 @@ public struct RecordHeader: Equatable, Sendable {
     public var payloadIsZstd: Bool
     /// Where the payload starts: 128 in format 1, the compact header's length in format 2.
     public var headerLength: Int
+    /// Format 2, hq only: the first 4 bytes of the digest of the model's reference the record's
+    /// values are relative to (ModelReference.swift); nil for a self-contained record.
+    public var referenceTag: [UInt8]?
 
     init(format: Int = 1, codec: RecordCodec, dtype: ValueType, keysBeforeRoPE: Bool, model: Digest, image: Digest,
          layers: Int, kvHeads: Int, headDim: Int, tokens: Int, firstPosition: Int, groupSize: Int = 0,
          keyBits: Int = 0, valueBits: Int = 0, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
-         headerLength: Int = RecordHeader.length) {
+         headerLength: Int = RecordHeader.length, referenceTag: [UInt8]? = nil) {
         self.format = format
         self.codec = codec
         self.dtype = dtype
@@ -123,7 +126,11 @@ public struct RecordHeader: Equatable, Sendable {
         self.payloadLength = payloadLength
         self.payloadIsZstd = payloadIsZstd
         self.headerLength = headerLength
+        self.referenceTag = referenceTag
     }
+
+    /// Whether the record holds its values minus its model's reference.
+    public var isRelative: Bool { referenceTag != nil }
 
     public var channels: Int { kvHeads * headDim }
     /// 32 (SHA-256) in format 1, 16 in format 2.
@@ -238,11 +245,12 @@ extension RecordHeader: Encodable {
     enum CodingKeys: String, CodingKey {
         case magic, formatVersion, headerLength, codec, dtype, keysBeforeRoPE, checksum
         case model, image, layers, kvHeads, headDim, tokens, firstPosition, groupSize, bodyLength, payloadLength
-        case keyBits, valueBits, payload
+        case keyBits, valueBits, payload, reference
     }
 
     /// Format 1 gives the fields at their offsets; format 2 adds how the payload is stored and,
-    /// for hq, the bit widths (its model and image are those of the key it was read under).
+    /// for hq, the bit widths and the reference tag of a relative record (its model and image
+    /// are those of the key it was read under).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
         let compact = format == CompactHeader.formatVersion
@@ -269,6 +277,7 @@ extension RecordHeader: Encodable {
                 try c.encode(keyBits, forKey: .keyBits)
                 try c.encode(valueBits, forKey: .valueBits)
             }
+            if let referenceTag { try c.encode(ModelReference.hex(referenceTag), forKey: .reference) }
         }
     }
 }

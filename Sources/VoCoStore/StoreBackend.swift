@@ -31,11 +31,22 @@ public protocol RecordWriting: RecordReading {
     @discardableResult func deleteRawRecord(_ key: [UInt8]) throws -> Bool
     /// Deletes many (gc); returns how many existed. A backend with round trips sends them together.
     @discardableResult func deleteRawRecords(_ keys: [[UInt8]]) throws -> Int
+    /// Puts a record only where its key holds none; returns whether it did. Used for model
+    /// references, which are never replaced. The default checks, then puts: atomic inside an
+    /// LMDB write transaction; a backend whose writes are call by call (a cluster) overrides it
+    /// with an atomic put-if-absent (Redis: SET NX).
+    func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool
 }
 
 extension RecordWriting {
     public func deleteRawRecords(_ keys: [[UInt8]]) throws -> Int {
         try keys.reduce(0) { $0 + (try deleteRawRecord($1) ? 1 : 0) }
+    }
+
+    public func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool {
+        if try hasRecord(key) { return false }
+        try putRecord(key, bytes)
+        return true
     }
 }
 

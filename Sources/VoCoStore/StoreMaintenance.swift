@@ -18,6 +18,8 @@ public struct StoreStats: Codable, Equatable, Sendable {
     public var schemaVersion: Int
     public var codec: String
     public var records: Int
+    /// Model references (records relative to them are counted in `records`).
+    public var references: Int
     public var images: Int
     public var collections: Int
     public var collectionMembers: Int
@@ -35,7 +37,12 @@ extension CacheStore {
     public func stats() throws -> StoreStats {
         try read { txn in
             var perCodec: [RecordCodec: StoreStats.CodecStats] = [:]
+            var references = 0  // model references are counted apart from image records
             try txn.scanRecords { summary in
+                if summary.key.isReference {
+                    references += 1
+                    return true
+                }
                 let codec = summary.key.codec
                 var entry = perCodec[codec] ?? .init(codec: codec.name, records: 0, rawBytes: 0, storedBytes: 0, ratio: 0)
                 entry.records += 1
@@ -54,7 +61,7 @@ extension CacheStore {
             let figures = backend.storageFigures()
             return StoreStats(
                 path: location, schemaVersion: figures["schemaVersion"] ?? 0, codec: codec.description,
-                records: try t.recordCount(), images: try t.count(.images),
+                records: try t.recordCount() - references, references: references, images: try t.count(.images),
                 collections: try t.collections().count, collectionMembers: try t.count(.collections),
                 models: try t.models().count, jobs: try jobs.counts().total,
                 rawBytes: raw, storedBytes: stored, ratio: ratio(raw, stored), perCodec: codecs,
@@ -159,7 +166,7 @@ extension CacheStore {
                     report.failures.append(VerifyFailure(database: "collections", key: member.key, image: member.image.hex, reason: "the member's image has no record"))
                 }
             }
-            for image in recordImages.subtracting(imageEntries).sorted() {
+            for image in recordImages.subtracting(imageEntries).sorted() where image != ModelReference.image {
                 report.failures.append(VerifyFailure(database: "records", key: image.hex, image: image.hex, reason: "records of this image exist but its images entry does not"))
             }
             return report
@@ -183,7 +190,8 @@ public struct GCReport: Codable, Equatable, Sendable {
 }
 
 extension CacheStore {
-    /// Drops every record and image entry whose image no collection refers to, in one write
+    /// Drops every record and image entry whose image no collection refers to (model references
+    /// stay: StoreReferences.swift), in one write
     /// transaction (or, with `dryRun`, only counts them). Refuses to run on a store that does
     /// not verify: a damaged collection entry would make intact records look unreferenced.
     public func gc(dryRun: Bool = false) throws -> GCReport {
@@ -201,7 +209,7 @@ extension CacheStore {
             var bytes = 0
             var records: [[UInt8]] = [], images: [Digest] = []
             try txn.readTransaction.scanRecords(model: nil) { k, v in
-                if let key = RecordKey(k), !referenced.contains(key.image) {
+                if let key = RecordKey(k), !key.isReference, !referenced.contains(key.image) {
                     records.append(Array(k))
                     bytes = bytes.addingSaturating(v.count)
                 }

@@ -51,9 +51,12 @@ extension StoreReads {
         do {
             // The header against the key and the model first (format 2 headers are read with the
             // key's model and image, which their checksum binds): nothing is decompressed for a
-            // record whose shapes are not the model's.
-            try checkHeader(try RecordHeader.decode(bytes, model: key.model, image: key.image), key: key)
-            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image)
+            // record whose shapes are not the model's. A record relative to its model's reference
+            // is decoded against the one it names.
+            let parsed = try RecordHeader.decode(bytes, model: key.model, image: key.image)
+            try checkHeader(parsed, key: key)
+            let reference = parsed.isRelative ? try reference(named: parsed.referenceTag, key: key) : nil
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image, reference: reference)
             return (header, kv)
         } catch let problem as RecordProblem {
             throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
@@ -67,6 +70,9 @@ extension StoreReads {
         }
         guard h.image == key.image else { throw RecordProblem("the header names image \(h.image.hex)") }
         guard h.codec == key.codec else { throw RecordProblem("the header names codec \(h.codec.name), the key \(key.codec.name)") }
+        guard !key.isReference || h.codec == ModelReference.settings.codec else {
+            throw RecordProblem("a model reference must be a \(ModelReference.settings.codec.name) record, not \(h.codec.name)")
+        }
         guard let descriptor = try model(key.model) else {
             throw RecordProblem("its model \(key.model.hex) is not registered in the store")
         }
@@ -125,11 +131,13 @@ public struct StoreWriter: StoreReads {
         self.store = store
     }
 
-    /// Stores an encoded record; its model must be registered.
+    /// Stores an encoded record; its model must be registered. A model's reference record is
+    /// only put where the model has none (or the same one): it is never replaced.
     public func put(_ record: EncodedRecord) throws {
         guard try transaction.model(record.key.model) != nil else {
             throw StoreError.modelNotRegistered(path: path, model: record.key.model)
         }
+        if record.key.isReference { return try putReference(record, keepingOther: false) }
         try transaction.putRecord(record.key, record.bytes)
     }
 

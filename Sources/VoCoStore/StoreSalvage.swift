@@ -84,7 +84,7 @@ extension CacheStore {
                     lose("record", key.description, reason)
                     return true
                 }
-                guard images.contains(key.image) else {
+                guard images.contains(key.image) || key.isReference else {  // a model's reference has no image entry
                     lose("record", key.description, "its image's entry was lost; ingest the image again")
                     return true
                 }

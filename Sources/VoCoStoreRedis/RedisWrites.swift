@@ -53,6 +53,13 @@ final class RedisWriteTransaction: RedisReads, RecordWriting, CatalogWriting {
         buffer(.records, keys.record(key), RedisCommand("SET", keys.record(key), bytes))
     }
 
+    /// SET NX: of two writers making a model's reference at once, one wins and the other's put
+    /// is refused, whatever the order their calls reach the cluster in.
+    func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool {
+        let reply = try now("putting a record if absent", key: keys.record(key), RedisCommand("SET", keys.record(key), bytes, "NX"))
+        return reply == .status("OK")  // nil (.null) when the key held a record already
+    }
+
     func deleteRecord(_ key: RecordKey) throws -> Bool {
         try now("deleting a record", key: keys.record(key), RedisCommand("DEL", keys.record(key))).integer == 1
     }

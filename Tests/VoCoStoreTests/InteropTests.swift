@@ -22,9 +22,10 @@ import Testing
         return result.status == 0 ? ("/usr/bin/env", "") : (nil, "python3 cannot import lmdb, zstandard, numpy (Tools/test makes .venv-interop with them)")
     }
 
-    /// Every codec, in both record formats where it has both, and hq at several bit widths.
+    /// Every codec, in both record formats where it has both, hq at several bit widths, and hq
+    /// relative to the model's reference (the store makes it from the first records).
     static let codecs = ["shuffle-zstd", "zstd", "int8", "q4:group=6", "shuffle-zstd:compact", "zstd:compact", "int8:compact",
-                         "q4:group=6,compact", "hq", "hq:k=3,v=5", "hq:k=8,v=2", "hq:k=7,v=6"]
+                         "q4:group=6,compact", "hq", "hq:k=3,v=5", "hq:k=8,v=2", "hq:k=7,v=6", "hq:ref=2", "hq:k=3,v=5,ref=1"]
 
     @Test func thePythonReaderReproducesEveryCodecsTensors() throws {
         let (interpreter, reason) = try Self.python()
@@ -45,24 +46,28 @@ import Testing
         for spec in Self.codecs {
             let settings = try CodecSettings(parsing: spec)
             let store = try makeStore(codec: settings, models: models)
-            var written: [(ModelDescriptor, Digest, KVTensors)] = []
+            var written: [(ModelDescriptor, Digest, KVTensors, Int)] = []
             for model in models {
-                for (n, tokens) in [1, 2, 5].enumerated() {
+                // A relative store's records all have the model's rows per image (2): the first
+                // ones self-contained (they make the reference), the others relative to it.
+                let tokenCounts: [Int] = settings.relative ? [2, 2, 2, 2] : [1, 2, 5]
+                for (n, tokens) in tokenCounts.enumerated() {
                     let kv = SyntheticKV.make(layers: 3, tokens: tokens, kvHeads: model.kvHeads, headDim: model.headDim, firstPosition: 10 + 200 * n,
                                               seed: UInt64(n), modelSeed: 3)
                     let image = SyntheticKV.imageDigest(n)
                     try store.put(kv, image: image, model: model.fingerprint)
-                    written.append((model, image, kv))
+                    written.append((model, image, kv, n))
                 }
             }
             let dump = temporaryDirectory("dump")
             let result = try python([store.path, "--dump", dump])
             #expect(result.status == 0, "\(spec): \(result.output) \(result.error)")
-            for (model, image, original) in written {
+            for (model, image, original, n) in written {
                 let base = (dump as NSString).appendingPathComponent("\(model.fingerprint.hex)-\(image.hex)-\(settings.codec.name)")
-                let bytes = try #require(try storedRecord(store, RecordKey(model: model.fingerprint, image: image, codec: settings.codec)))
-                let (header, swift) = try bytes.withUnsafeBytes { try RecordCoder.decode($0, model: model.fingerprint, image: image) }
+                let key = RecordKey(model: model.fingerprint, image: image, codec: settings.codec)
+                let (header, swift, _) = try #require(try store.read { try $0.record(key) })  // verified, against the reference where relative
                 #expect(header.format == (settings.compactHeader ? 2 : 1))
+                #expect(header.isRelative == (settings.relative && n >= settings.referenceImages))
                 let keys = try readFloats(base + ".k.f32"), values = try readFloats(base + ".v.f32")
                 let what = "\(spec) \(model.dtype) \(model.kvHeads)x\(model.headDim) tokens \(original.tokens)"
                 // The same tensors, bit for bit, as Swift decodes them...
@@ -80,6 +85,7 @@ import Testing
                 #expect(json["headerLength"] as? Int == header.headerLength && json["bodyLength"] as? Int == header.bodyLength)
                 #expect(json["payload"] as? String == (header.payloadIsZstd ? "zstd" : "raw"))
                 #expect(json["keyBits"] as? Int == header.keyBits && json["valueBits"] as? Int == header.valueBits)
+                #expect(json["reference"] as? String == header.referenceTag.map(ModelReference.hex))
             }
 
             // A corrupted record is refused by the Python reader too...
@@ -102,6 +108,31 @@ import Testing
                 }
             }
         }
+    }
+
+    /// The Python reader refuses a relative record whose reference is gone or was replaced, as
+    /// Swift does, and says which.
+    @Test func thePythonReaderNeedsTheReferenceARecordWasWrittenAgainst() throws {
+        let (interpreter, reason) = try Self.python()
+        guard let interpreter else { try Test.cancel("interop check skipped: \(reason)") }
+        let script = Self.repository.appendingPathComponent("Tools/interop/read_records.py").path
+        func python(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script] + arguments)
+        }
+        let model = SyntheticKV.model(layers: 2, kvHeads: 2, headDim: 8, tokensPerImage: 1, dtype: .f16, seed: 7)
+        let store = try makeStore(codec: try CodecSettings(parsing: "hq:ref=1"), models: [model])
+        for n in 0..<3 {
+            try store.put(SyntheticKV.make(layers: 2, tokens: 1, kvHeads: 2, headDim: 8, seed: UInt64(n)), image: SyntheticKV.imageDigest(n), model: model.fingerprint)
+        }
+        #expect(try python([store.path]).status == 0)
+        let key = ModelReference.key(model: model.fingerprint)
+        let other = try ModelReference.make(SyntheticKV.make(layers: 2, tokens: 1, kvHeads: 2, headDim: 8, seed: 50), model: model.fingerprint, dtype: .f16)
+        try store.write { try $0.transaction.putRecord(key, other.record.bytes) }
+        let replaced = try python([store.path])
+        #expect(replaced.status == 1 && replaced.output.components(separatedBy: "written against reference").count == 3, "\(replaced.output)")
+        try store.write { _ = try $0.transaction.deleteRecord(key) }
+        let missing = try python([store.path])
+        #expect(missing.status == 1 && missing.output.components(separatedBy: "which is missing").count == 3, "\(missing.output)")
     }
 }
 

@@ -113,10 +113,13 @@ import Testing
         let record = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16, settings: CodecSettings(codec: .q4, groupSize: 4))
         let header = try record.withUnsafeBytes { try RecordCoder.verifiedHeader($0) }
         let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(header)) as? [String: Any])
-        // Format 1 has exactly the fields with an offset; format 2 adds the others.
+        // Format 1 has exactly the fields with an offset; format 2 adds the others (all of them
+        // for an hq record relative to its model's reference).
         #expect(Set(json.keys) == Set(properties.filter { $0.value["x-offset"] != nil }.keys))
-        let compact = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16, settings: CodecSettings(codec: .hq))
-        let compactHeader = try compact.withUnsafeBytes { try RecordCoder.verifiedHeader($0, model: model.fingerprint, image: image) }
+        let reference = try ModelReference.make(kv, model: model.fingerprint, dtype: .bf16).reference
+        let compact = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16,
+                                             settings: CodecSettings(codec: .hq, referenceImages: 16), reference: reference)
+        let compactHeader = try compact.withUnsafeBytes { try RecordCoder.verifiedHeader($0, model: model.fingerprint, image: image, reference: reference) }
         let compactJSON = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(compactHeader)) as? [String: Any])
         #expect(Set(compactJSON.keys) == Set(properties.keys))
         #expect(compactJSON["magic"] as? String == "VK" && compactJSON["checksum"] as? String == "sha256-keyed-16")

@@ -304,6 +304,33 @@ let contractBackends: [StoreBackendFactory] = [.lmdb] + (redisCluster == nil ? [
         #expect(try q.counts().done == 1 && q.counts().pending == 0)
     }
 
+    // MARK: - Model references
+
+    @Test(arguments: contractBackends)
+    func aModelReferenceIsPutOnceAndRelativeRecordsReadBack(_ backend: StoreBackendFactory) throws {
+        let model = tinyModel()
+        let store = try backend.make(try CodecSettings(parsing: "hq:ref=2"), [model])
+        let key = RecordKey(model: model.fingerprint, image: SyntheticKV.imageDigest(90), codec: .hq)
+        #expect(try store.write { try $0.transaction.putRecordIfAbsent(key, [1, 2, 3]) })
+        #expect(try store.write { try !$0.transaction.putRecordIfAbsent(key, [4, 5]) })
+        #expect(try store.read { try $0.readTransaction.recordBytes(key) } == [1, 2, 3])
+        try store.write { _ = try $0.deleteRecord(key) }
+
+        let images = (0..<5).map { SyntheticKV.imageDigest($0) }
+        for (n, image) in images.enumerated() {
+            try store.put(tinyCache(n, model: model), image: image, model: model.fingerprint)
+        }
+        let reference = try #require(try store.reference(model: model.fingerprint))
+        try store.read { txn in
+            for (n, image) in images.enumerated() {
+                let (header, kv, _) = try #require(try txn.record(RecordKey(model: model.fingerprint, image: image, codec: .hq)))
+                #expect(header.isRelative == (header.referenceTag == reference.tag))
+                #expect(kv.shape == tinyCache(n, model: model).shape)
+            }
+        }
+        #expect(try store.stats().records == 5)
+    }
+
     // MARK: - Stats
 
     @Test(arguments: contractBackends)

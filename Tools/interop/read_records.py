@@ -2,7 +2,8 @@
 """Read VoCo KV records from a VoCo store, written from Schemas/record-format.md and
 Schemas/store-format.md alone. Needs only lmdb, zstandard and numpy. Reads record formats 1
 (the 128-byte header) and 2 (the compact header, whose checksum binds the key's model and image),
-and every codec: shuffle-zstd, zstd, int8, q4, hq.
+and every codec: shuffle-zstd, zstd, int8, q4, hq; hq records relative to their model's reference
+are decoded against the reference record the store keeps for the model.
 
     read_records.py STORE                 # check every record, print one JSON line per record
     read_records.py STORE --dump DIR      # also write each record's K and V as raw float32
@@ -28,6 +29,9 @@ HEADER_LENGTH = 128
 CHECKSUM_LENGTH = 32
 COMPACT_MAGIC = b"VK"
 COMPACT_CHECKSUM_LENGTH = 16
+REFERENCE_IMAGE = hashlib.sha256(b"voco-reference-v1").digest()  # the image digest of every model's reference
+REFERENCE_CODEC = 1  # shuffle-zstd
+TAG_LENGTH = 4
 CODECS = {1: "shuffle-zstd", 2: "zstd", 3: "int8", 4: "q4", 5: "hq"}
 DTYPES = {1: "F32", 2: "F16", 3: "BF16"}
 DTYPE_SIZE = {"F32": 4, "F16": 2, "BF16": 2}
@@ -80,8 +84,10 @@ def parse_compact_header(record, model, image):
     version, codec, dtype, flags = record[2], record[3], record[4], record[5]
     if version != 2:
         raise RecordError(f"format version {version}")
-    if codec not in CODECS or dtype not in DTYPES or flags & ~3:
+    if codec not in CODECS or dtype not in DTYPES or flags & ~7:
         raise RecordError(f"unknown codec {codec}, dtype {dtype} or flags {flags}")
+    if flags & 4 and CODECS[codec] != "hq":
+        raise RecordError(f"flag bits {flags}: only hq records can be relative to a model reference")
     position = 6
 
     def varint(name):
@@ -117,11 +123,19 @@ def parse_compact_header(record, model, image):
         group_size = varint("groupSize")
         if group_size == 0:
             raise RecordError("q4 group size 0")
+    tag = None
+    if flags & 4:
+        if end - position < TAG_LENGTH:
+            raise RecordError("the header ends inside the reference tag")
+        tag = record[position:position + TAG_LENGTH]
+        position += TAG_LENGTH
     h = dict(format=2, codec=CODECS[codec], dtype=DTYPES[dtype], keysBeforeRoPE=bool(flags & 1),
              model=model.hex() if model else None, image=image.hex() if image else None,
              layers=layers, kvHeads=kv_heads, headDim=head_dim, tokens=tokens, firstPosition=first_position,
              groupSize=group_size, keyBits=key_bits, valueBits=value_bits,
              payloadLength=end - position, payload="zstd" if flags & 2 else "raw", headerLength=position)
+    if tag is not None:
+        h["reference"] = tag.hex()
     h["bodyLength"] = expected_body_length(h)
     if h["payload"] == "raw" and h["payloadLength"] != h["bodyLength"]:
         raise RecordError("the raw payload's length does not match the shape and codec")
@@ -152,11 +166,15 @@ def widen(raw, dtype):
     return bits.view(np.float32)
 
 
-def decode_record(record, model=None, image=None):
+def decode_record(record, model=None, image=None, reference=None):
     """(header, K, V): K and V float32 arrays of shape [layers, tokens, kvHeads, headDim].
     model and image (32 bytes each) are the record's key: format 2 needs them for its checksum,
-    format 1 must name them in its header when they are given."""
+    format 1 must name them in its header when they are given. A record relative to its model's
+    reference needs `reference`: (digest, K, V) of the model's reference record."""
     h = parse_header(record, model, image)
+    relative = "reference" in h
+    if relative and reference is None:
+        raise RecordError(f"relative to its model's reference (digest {h['reference']}...), which is missing")
     if h["format"] == 1:
         if hashlib.sha256(record[:-CHECKSUM_LENGTH]).digest() != record[-CHECKSUM_LENGTH:]:
             raise RecordError("checksum mismatch")
@@ -166,7 +184,10 @@ def decode_record(record, model=None, image=None):
         if model is None or image is None:
             raise RecordError("a format 2 record is checked with the model and image of its key")
         covered = record[:-COMPACT_CHECKSUM_LENGTH]
-        if hashlib.sha256(model + image + covered).digest()[:COMPACT_CHECKSUM_LENGTH] != record[-COMPACT_CHECKSUM_LENGTH:]:
+        bound = reference[0] if relative else b""  # the reference record's SHA-256
+        if hashlib.sha256(model + image + bound + covered).digest()[:COMPACT_CHECKSUM_LENGTH] != record[-COMPACT_CHECKSUM_LENGTH:]:
+            if relative and bytes.fromhex(h["reference"]) != bound[:TAG_LENGTH]:
+                raise RecordError(f"written against reference {h['reference']}..., not the store's {bound.hex()}")
             raise RecordError("checksum mismatch")
     start = h["headerLength"]
     payload = record[start:start + h["payloadLength"]]
@@ -209,7 +230,26 @@ def decode_record(record, model=None, image=None):
         mins, scales = p[:, group_of, 0], p[:, group_of, 1]
         rows = (mins + codes * scales).astype(np.float32).reshape(L, 2, T, C)
     shape = (L, T, h["kvHeads"], h["headDim"])
-    return h, rows[:, 0].reshape(shape), rows[:, 1].reshape(shape)
+    keys, values = rows[:, 0].reshape(shape), rows[:, 1].reshape(shape)
+    if relative:
+        _, ref_keys, ref_values = reference
+        if ref_keys.shape != shape:
+            raise RecordError(f"the reference's shape {ref_keys.shape} differs from the record's {shape}")
+        with np.errstate(over="ignore"):
+            keys, values = keys + ref_keys, values + ref_values  # one float32 addition each
+    return h, keys, values
+
+
+def load_reference(txn, model):
+    """(digest, K, V) of model's reference record, or None when the store holds none."""
+    value = txn.get(model + REFERENCE_IMAGE + bytes([REFERENCE_CODEC]))
+    if value is None:
+        return None
+    value = bytes(value)
+    h, keys, values = decode_record(value, model, REFERENCE_IMAGE)
+    if h["codec"] not in ("shuffle-zstd", "zstd"):
+        raise RecordError("a model reference must be a lossless record")
+    return hashlib.sha256(value).digest(), keys, values
 
 
 def unpack_codes(stream, count, bits):
@@ -281,13 +321,27 @@ def main():
         os.makedirs(args.dump, exist_ok=True)
     records = env.open_db(b"records", create=False)
     refused = 0
+    references = {}  # model -> (digest, K, V) or the reason it cannot be used
     with env.begin(db=records) as txn:
+        def reference_of(model):
+            if model not in references:
+                try:
+                    references[model] = load_reference(txn, model)
+                except (RecordError, zstandard.ZstdError, ValueError) as e:
+                    references[model] = f"its model's reference is refused: {e}"
+            if isinstance(references[model], str):
+                raise RecordError(references[model])
+            return references[model]
+
         for key, value in txn.cursor():
             name = f"{key[:32].hex()}-{key[32:64].hex()}-{CODECS.get(key[64], key[64]) if len(key) == 65 else '?'}"
             try:
                 if len(key) != 65:
                     raise RecordError("key is not model + image + codec")
-                h, k, v = decode_record(bytes(value), bytes(key[:32]), bytes(key[32:64]))
+                value = bytes(value)
+                relative = value[:2] == COMPACT_MAGIC and len(value) > 5 and value[5] & 4
+                reference = reference_of(bytes(key[:32])) if relative else None
+                h, k, v = decode_record(value, bytes(key[:32]), bytes(key[32:64]), reference)
                 if h["codec"] != CODECS.get(key[64]):
                     raise RecordError("header does not match the key")
             except (RecordError, zstandard.ZstdError, ValueError) as e:
