@@ -2,14 +2,16 @@
 // VoCo Store: compress images once into VoCo KV caches, keep them in LMDB, answer questions from them.
 //
 // Layout (imports point one way; the model side and the storage side meet only in VoCoPipeline):
-//   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG     (Debian -dev packages, Tools/deps.sh)
+//   C system libraries  CLMDB, CZstd, COpenBLAS, CJPEG, CPNG, CHiredis    (Debian -dev packages, Tools/deps.sh)
 //   SafeTensors         memory-mapped safetensors reader and writer, dtype conversion
-//   VoCoCompute         the GEMM seam (OpenBLAS today) and the small vector kernels
+//   VoCoKernels (C)     F32/F16/BF16 GEMV, GEMM and flash attention, chosen at run time by CPU feature; a spin-then-park pool
+//   VoCoCompute         the GEMM seam (VoCoKernels by default, OpenBLAS as the reference) and the small vector kernels
 //   VoCoModel           config, checkpoint, CLIP vision tower, projector, LLaMA, the two VoCo passes
 //   VoCoTokenizer       Hugging Face tokenizer.json (LLaMA-style BPE)
 //   VoCoImage           JPEG/PNG decoding and CLIP preprocessing
 //   VoCoStore           VoCo KV records, codecs, the store over backend protocols (records, catalog, jobs)
 //   VoCoStoreLMDB       the LMDB backend
+//   VoCoStoreRedis      the Redis Cluster backend (hiredis, our own cluster routing)
 //   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet;
 //                       Ingest/ (folders -> records, batch by batch)
 //   VoCoServer          the HTTP servers' shared foundation (Hummingbird 2) and the ingest daemon
@@ -42,10 +44,14 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", path: "Sources/COpenBLAS", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CJPEG", path: "Sources/CJPEG", providers: [.apt(["libjpeg62-turbo-dev"])]),
         .systemLibrary(name: "CPNG", path: "Sources/CPNG", pkgConfig: "libpng16", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CHiredis", path: "Sources/CHiredis", providers: [.apt(["libhiredis-dev"])]),
 
         // MARK: - Libraries
         .target(name: "SafeTensors", swiftSettings: optimize),
-        .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS"], swiftSettings: optimize),
+        // Optimised in debug builds too (the engine's tests run through these kernels); per-function
+        // target attributes select AVX2 / AVX-512 code, so no -m flag is needed.
+        .target(name: "VoCoKernels", cSettings: [.unsafeFlags(["-O2"])]),
+        .target(name: "VoCoCompute", dependencies: ["SafeTensors", "COpenBLAS", "VoCoKernels"], swiftSettings: optimize),
         .target(name: "VoCoJSON"),
         .target(name: "VoCoModel", dependencies: ["SafeTensors", "VoCoCompute", "VoCoJSON"], swiftSettings: optimize),
         .target(
@@ -54,6 +60,7 @@ let package = Package(
             swiftSettings: optimize
         ),
         .target(name: "VoCoStoreLMDB", dependencies: ["VoCoStore", "CLMDB"], swiftSettings: optimize),
+        .target(name: "VoCoStoreRedis", dependencies: ["VoCoStore", "CHiredis"], swiftSettings: optimize),
         .target(name: "VoCoTokenizer", swiftSettings: optimize),
         .target(
             name: "CImageShims",
@@ -90,11 +97,13 @@ let package = Package(
             name: "VoCoCommands",
             dependencies: [
                 "SafeTensors",
+                "VoCoCompute",
                 "VoCoPipeline",
                 "VoCoServer",
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoStoreLMDB",
+                "VoCoStoreRedis",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -105,12 +114,14 @@ let package = Package(
         .executableTarget(
             name: "voco-bench",
             dependencies: [
+                "VoCoCommands",  // OptionCheck: the same checks of user numbers as voco's
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoModel",
                 "VoCoPipeline",
                 "VoCoStore",
                 "VoCoStoreLMDB",
+                "VoCoStoreRedis",
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -121,6 +132,7 @@ let package = Package(
         // MARK: - Tests
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors"]),
         .testTarget(name: "VoCoJSONTests", dependencies: ["VoCoJSON"]),
+        .testTarget(name: "VoCoKernelsTests", dependencies: ["VoCoKernels", "COpenBLAS", "SafeTensors"]),
         .testTarget(name: "VoCoComputeTests", dependencies: ["VoCoCompute", "SafeTensors"]),
         .testTarget(
             name: "VoCoModelTests",
@@ -128,17 +140,24 @@ let package = Package(
             exclude: ["Fixtures"]
         ),
         // `voco` is a dependency so that the cross-process and CLI tests find it built.
-        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "SafeTensors", "voco"]),
+        .testTarget(name: "VoCoStoreTests", dependencies: ["VoCoStore", "VoCoStoreLMDB", "VoCoStoreRedis", "SafeTensors", "voco"]),
+        .testTarget(
+            name: "VoCoStoreRedisTests",
+            dependencies: ["VoCoStoreRedis", "VoCoStore", "VoCoStoreLMDB", "VoCoPipeline", "VoCoModel", "voco"],
+            exclude: ["Fixtures"]
+        ),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
         // Child processes, paths and generated images for the ingest and server tests.
         .target(name: "VoCoTestSupport", dependencies: ["VoCoImage", "VoCoStore"], path: "Tests/VoCoTestSupport"),
         // `voco` is a dependency so that the ingest tests can run it as a child process and kill it.
-        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
-                                                         "VoCoTestSupport", "voco"],
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB",
+                                                         "VoCoImage", "VoCoTestSupport", "voco"],
                     exclude: ["Fixtures"]),
         .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
                                                        "VoCoTestSupport", "voco"]),
+        // The built executables are dependencies so that the hostile-number harness runs them as a user does.
+        .testTarget(name: "VoCoCommandsTests", dependencies: ["VoCoCommands", "voco", "voco-bench"]),
     ],
     swiftLanguageModes: [.v5]
 )

@@ -1,4 +1,4 @@
-// PNG decoding with libpng, from memory, to 8-bit RGB.
+// PNG decoding with libpng, from memory, to 8-bit RGB (transparency composited onto white).
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +37,23 @@ static void read_bytes(png_structp png, png_bytep out, size_t count) {
     }
     memcpy(out, ctx->data + ctx->offset, count);
     ctx->offset += count;
+}
+
+// MARK: - Transparency
+
+/// RGBA -> RGB in place ([count][4] -> [count][3]): each pixel alpha-composited onto opaque
+/// white with Pillow's integer arithmetic (AlphaComposite.c with dst = (255, 255, 255, 255),
+/// where its coefficients reduce to 128 * a and 128 * (255 - a)), as transformers 5's
+/// convert_to_rgb does with Image.alpha_composite.
+static void composite_onto_white(uint8_t *pixels, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        uint32_t r = pixels[4 * i], g = pixels[4 * i + 1], b = pixels[4 * i + 2], a = pixels[4 * i + 3];
+        uint32_t rgb[3] = {r, g, b};
+        for (int c = 0; c < 3; c++) {
+            uint32_t t = rgb[c] * (a << 7) + 255 * ((255 - a) << 7) + (0x80 << 7);
+            pixels[3 * i + c] = a == 0 ? 255 : (uint8_t)(((((t >> 8) + t) >> 8)) >> 7);
+        }
+    }
 }
 
 // MARK: - Decode
@@ -83,25 +100,28 @@ int voco_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, v
     }
 
     // Pillow's rawmodes: "RGB;16B" and friends keep the high byte; "L;2"/"L;4" scale to 8 bits;
-    // palettes are looked up; convert("RGB") drops alpha and replicates gray.
+    // palettes are looked up; gray is replicated. Alpha and tRNS become an alpha channel, which
+    // is composited onto white below (transformers 5's convert_to_rgb).
+    int transparent = (color_type & PNG_COLOR_MASK_ALPHA) || png_get_valid(png, info, PNG_INFO_tRNS);
     if (bit_depth == 16) png_set_strip_16(png);
     if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
     if ((color_type & PNG_COLOR_MASK_COLOR) == 0 && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
-    png_set_strip_alpha(png);
+    if (transparent) png_set_tRNS_to_alpha(png);
     if ((color_type & PNG_COLOR_MASK_COLOR) == 0) png_set_gray_to_rgb(png);
     int passes = png_set_interlace_handling(png);
     png_read_update_info(png, info);
-    if (png_get_channels(png, info) != 3 || png_get_bit_depth(png, info) != 8) {
-        snprintf(result->message, sizeof(result->message), "libpng gave %d channels of %d bits, expected 3 of 8",
-                 png_get_channels(png, info), png_get_bit_depth(png, info));
+    int channels = transparent ? 4 : 3;
+    if (png_get_channels(png, info) != channels || png_get_bit_depth(png, info) != 8) {
+        snprintf(result->message, sizeof(result->message), "libpng gave %d channels of %d bits, expected %d of 8",
+                 png_get_channels(png, info), png_get_bit_depth(png, info), channels);
         ctx.status = VOCO_IMAGE_UNSUPPORTED;
         longjmp(ctx.jump, 1);
     }
 
-    size_t stride = (size_t)width * 3;
+    size_t stride = (size_t)width * channels;
     pixels = malloc(stride * height);
     if (!pixels) {
-        snprintf(result->message, sizeof(result->message), "cannot allocate %ux%u RGB pixels", (unsigned)width, (unsigned)height);
+        snprintf(result->message, sizeof(result->message), "cannot allocate %ux%u pixels", (unsigned)width, (unsigned)height);
         ctx.status = VOCO_IMAGE_OUT_OF_MEMORY;
         longjmp(ctx.jump, 1);
     }
@@ -112,6 +132,7 @@ int voco_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, v
     }
     // Not png_read_end: chunks after the image data do not change it.
     png_destroy_read_struct(&png, &info, NULL);
+    if (transparent) composite_onto_white(pixels, (size_t)width * height);
     result->pixels = pixels;
     return VOCO_IMAGE_OK;
 }

@@ -12,7 +12,8 @@ public final class MappedFile: @unchecked Sendable {
 
     public init(path: String) throws {
         self.path = path
-        let fd = open(path, O_RDONLY)
+        // Non-blocking: opening a FIFO would otherwise wait for a writer; fstat refuses it below.
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else {
             throw SafeTensorsError.cannotOpen(path: path, reason: String(cString: strerror(errno)))
         }

@@ -16,6 +16,10 @@ public final class TensorDirectory: @unchecked Sendable {
         var paths: [String]
         if fm.fileExists(atPath: indexPath) {
             let data: Data
+            var info = stat()
+            if stat(indexPath, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+                throw SafeTensorsError.cannotOpen(path: indexPath, reason: "not a regular file")
+            }
             do { data = try Data(contentsOf: URL(fileURLWithPath: indexPath)) } catch {
                 throw SafeTensorsError.cannotOpen(path: indexPath, reason: error.localizedDescription)
             }

@@ -19,17 +19,33 @@ struct AskCommand: ParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
 
+    @OptionGroup var compute: BackendOptions
+
     @Flag(help: "Print a JSON object (answer, images with digests, tokens) instead of the answer text.")
     var json = false
+
+    @Flag(help: "Answer even with more images than the model was trained to read at once (voco.max_images); warns instead of refusing.")
+    var allowOverMaxImages = false
 
     @Argument(help: "The question.")
     var question: String
 
     func run() throws {
         let directory = model ?? DefaultModel.path()
-        let answering = try AnsweringModel(directory: directory)
-        let compressed = images.isEmpty ? [] : try answering.compress(imagePaths: images)
+        let answering = try AnsweringModel(directory: directory, options: compute.loadOptions)
+        compute.report(answering.engine)
         let options = sampling.generation
+        // Before any image is read: the trained maximum, then whether the caches, the prompt and
+        // the answer fit the context (rows per image are known from the settings).
+        do {
+            if let warning = try answering.checkImageCount(images.count, allowOverMaximum: allowOverMaxImages) {
+                FileHandle.standardError.write(Data("warning: \(warning); answering anyway (--allow-over-max-images)\n".utf8))
+            }
+        } catch let error as PipelineError {
+            throw CommandFailure("\(error); ask about fewer images, or pass --allow-over-max-images to answer anyway")
+        }
+        try answering.checkQuestion(question, images: images.count, options: options)
+        let compressed = images.isEmpty ? [] : try answering.compress(imagePaths: images)
         if json {
             let answer = try answering.answer(question, caches: compressed.map(\.cache), options: options)
             let object: [String: Any] = [

@@ -5,12 +5,18 @@ import VoCoModel
 
 // MARK: - Arguments shared by the engine's debug commands
 
-/// `--model DIR`, loaded with the default weight policy.
+/// `--model DIR`, loaded with the default weight policy on the chosen backend.
 struct ModelOption: ParsableArguments {
     @Option(help: "Model directory (config.json + safetensors).")
     var model: String
 
-    func load() throws -> VoCoEngine { try VoCoEngine(directory: model) }
+    @OptionGroup var compute: BackendOptions
+
+    func load() throws -> VoCoEngine {
+        let engine = try VoCoEngine(directory: model, options: compute.loadOptions)
+        compute.report(engine)
+        return engine
+    }
 }
 
 /// The text ids of a query: `--tokens 5,6,7` or `--tokens-file FILE`.
@@ -31,7 +37,7 @@ struct TokenOptions: ParsableArguments {
             }
         default: throw ValidationError("give exactly one of --tokens and --tokens-file")
         }
-        let ids = try parseIntegers(text, what: "token id")
+        let ids = try parseIntegers(text, what: "token id", option: tokens == nil ? "--tokens-file" : "--tokens")
         guard !ids.isEmpty else { throw ValidationError("no token ids given") }
         return ids
     }
@@ -49,7 +55,7 @@ struct CacheOptions: ParsableArguments {
     var layout: CacheLayout?
 
     func load(engine: VoCoEngine) throws -> [VoCoCache] {
-        let selection: [Int]? = try images.map { $0 == "none" ? [] : try parseIntegers($0, what: "image index") }
+        let selection: [Int]? = try images.map { $0 == "none" ? [] : try parseIntegers($0, what: "image index", option: "--images") }
         guard let caches else {
             if let selection, !selection.isEmpty { throw ValidationError("--images needs --caches") }
             return []
@@ -61,10 +67,10 @@ struct CacheOptions: ParsableArguments {
 extension CacheLayout: ExpressibleByArgument {}
 extension VoCoMode: ExpressibleByArgument {}
 
-func parseIntegers(_ text: String, what: String) throws -> [Int] {
+func parseIntegers(_ text: String, what: String, option: String) throws -> [Int] {
     let separators = CharacterSet(charactersIn: ",[] \t\r\n")
     return try text.components(separatedBy: separators).filter { !$0.isEmpty }.map {
-        guard let n = Int($0) else { throw ValidationError("'\($0)' is not a \(what)") }
+        guard let n = Int($0) else { throw ValidationError("\(option): '\($0)' is not a \(what) (an integer of 64 bits)") }
         return n
     }
 }

@@ -33,7 +33,11 @@ struct EvaluateCommand: ParsableCommand {
     @Option(help: "Only the first N questions.")
     var limit: Int?
 
+    @OptionGroup var compute: BackendOptions
+
     func validate() throws {
+        try require("max-tokens", maxTokens, in: 1...Int.max)
+        if let limit { try require("limit", limit, in: 0...Int.max) }
         if references.count > models.count { throw ValidationError("more --compare files (\(references.count)) than --model directories (\(models.count))") }
     }
 
@@ -43,7 +47,8 @@ struct EvaluateCommand: ParsableCommand {
         let directories = models.isEmpty ? [DefaultModel.path()] : models
         var reports: [EvaluationReport] = []
         for (index, directory) in directories.enumerated() {
-            let model = try AnsweringModel(directory: directory)
+            let model = try AnsweringModel(directory: directory, options: compute.loadOptions)
+            compute.report(model.engine)
             let report = try model.evaluate(split, maxNewTokens: maxTokens)
             reports.append(report)
             print("\(directory): \(report.overall.correct)/\(report.overall.total) = \(String(format: "%.1f", report.overall.percent))% in \(String(format: "%.1f", report.seconds)) s")

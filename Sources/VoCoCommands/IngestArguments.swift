@@ -3,10 +3,13 @@ import Foundation
 import VoCoImage
 import VoCoPipeline
 import VoCoStore
+import VoCoStoreLMDB
 
 /// What `voco ingest` and `voco ingestd` both take: the store, the model, and how the pipeline runs.
 struct IngestArguments: ParsableArguments {
-    @Option(help: "The store directory, created when missing (default: $VOCO_STORE, else ~/.local/share/voco/store).")
+    @Option(help: ArgumentHelp(
+        "The store, created when missing: a directory (LMDB) or redis://host:port[,host:port...][/name] (default: $VOCO_STORE, else ~/.local/share/voco/store).",
+        valueName: "dir-or-url"))
     var store: String?
 
     @Option(help: "Model directory (default: $VOCO_MODEL, else the bundled Models/voco-shapes).")
@@ -36,7 +39,7 @@ struct IngestArguments: ParsableArguments {
 
     /// The store (created when missing) and the model.
     func open() throws -> (store: CacheStore, model: AnsweringModel) {
-        let store = try StoreOpening.open(self.store ?? StoreOpening.defaultLocation, options: StoreOptions(create: true))
+        let store = try StoreLocation.open(self.store ?? LMDBStore.defaultPath, options: StoreOptions(create: true))
         return (store, try AnsweringModel(directory: model ?? DefaultModel.path()))
     }
 }

@@ -1,12 +1,14 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreLMDB
+import VoCoStoreRedis
 
 /// `voco inspect ...`: see and check what a store holds.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "See and check what a VoCo store holds: stats, ls, show, verify, export, rm, gc.",
+        abstract: "See and check what a VoCo store holds: stats, ls, show, verify, export, rm, rm-record, gc, salvage.",
         subcommands: [
             InspectStatsCommand.self,
             InspectListCommand.self,
@@ -14,7 +16,10 @@ struct InspectCommand: ParsableCommand {
             InspectVerifyCommand.self,
             InspectExportCommand.self,
             InspectRemoveCommand.self,
+            InspectRemoveRecordCommand.self,
             InspectGCCommand.self,
+            InspectSalvageCommand.self,
+            InspectDumpCommand.self,
         ]
     )
 }
@@ -22,14 +27,35 @@ struct InspectCommand: ParsableCommand {
 // MARK: - Shared options
 
 struct StoreLocation: ParsableArguments {
-    @Option(name: .customLong("store"), help: "The store directory (default: $VOCO_STORE, else ~/.local/share/voco/store).")
+    @Option(name: .customLong("store"), help: ArgumentHelp(
+        "The store: a directory (LMDB), or redis://host:port[,host:port...][/name][?password=...] for a store on a Redis Cluster (default: $VOCO_STORE, else ~/.local/share/voco/store).",
+        valueName: "dir-or-url"))
     var store: String?
 
-    var path: String { store ?? StoreOpening.defaultLocation }
+    var path: String { store ?? LMDBStore.defaultPath }
 
-    /// Opens the existing store; read-only unless `writable`.
+    /// Opens the existing store: for writing through LMDB, or read-only through the page
+    /// reader that checks every page it reads (a damaged store is an error, never a crash);
+    /// a `redis://` URL opens the store on that cluster.
     func open(writable: Bool = false) throws -> CacheStore {
-        try StoreOpening.open(path, options: StoreOptions(readOnly: !writable))
+        try Self.open(path, options: StoreOptions(readOnly: !writable))
+    }
+
+    /// Opens the store a --store value names, whatever its backend: a `redis://` URL is a store
+    /// on a Redis Cluster (docs/store-redis.md), anything else an LMDB directory. What the
+    /// cluster's settings check warns about goes to standard error.
+    static func open(_ location: String, options: StoreOptions) throws -> CacheStore {
+        guard RedisStoreURL.isRedis(location) else { return try LMDBStore.open(path: location, options: options) }
+        let backend = try RedisStore(url: RedisStoreURL(location), options: options)
+        for warning in backend.warnings { FileHandle.standardError.write(Data("warning: \(warning)\n".utf8)) }
+        return CacheStore(backend: backend)
+    }
+
+    /// Opens the store read-only for verify and salvage: damage is reported, not refused (a
+    /// store on a cluster has no pages to be damaged: it opens as any other).
+    func openForensic() throws -> CacheStore {
+        if RedisStoreURL.isRedis(path) { return try Self.open(path, options: StoreOptions(readOnly: true)) }
+        return try LMDBStore.open(path: path, options: StoreOptions(readOnly: true), lmdb: LMDBOptions(reads: .forensic))
     }
 }
 
@@ -44,9 +70,13 @@ struct RecordSelection: ParsableArguments {
     func resolve(in store: CacheStore) throws -> RecordKey {
         let imagePrefix = image.lowercased(), modelPrefix = model?.lowercased()
         var matches: [RecordKey] = []
-        try store.scan { summary in
-            if summary.key.image.hex.hasPrefix(imagePrefix), modelPrefix.map({ summary.key.model.hex.hasPrefix($0) }) ?? true {
-                matches.append(summary.key)
+        // Keys only: a record whose bytes are damaged can still be named (and removed).
+        try store.read { txn in
+            try txn.readTransaction.scanRecords(model: nil) { k, _ in
+                if let key = RecordKey(k), key.image.hex.hasPrefix(imagePrefix), modelPrefix.map({ key.model.hex.hasPrefix($0) }) ?? true {
+                    matches.append(key)
+                }
+                return true
             }
         }
         guard let first = matches.first else {

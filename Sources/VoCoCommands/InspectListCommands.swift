@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import VoCoStore
+import VoCoStoreRedis
 
 /// `voco inspect stats`: counts, sizes and compression per codec.
 struct InspectStatsCommand: ParsableCommand {
@@ -20,7 +21,9 @@ struct InspectStatsCommand: ParsableCommand {
             ["records", "\(stats.records)"], ["images", "\(stats.images)"],
             ["collections", "\(stats.collections) (\(stats.collectionMembers) memberships)"],
             ["models", "\(stats.models)"], ["jobs", "\(stats.jobs)"],
-            ["map", "\(byteCount(stats.usedBytes)) used of \(byteCount(stats.mapSize))"],
+            RedisStoreURL.isRedis(stats.path)
+                ? ["memory", "\(byteCount(stats.usedBytes)) used by the cluster's masters (all stores) " + (stats.mapSize > 0 ? "of \(byteCount(stats.mapSize))" : "(no maxmemory)")]
+                : ["map", "\(byteCount(stats.usedBytes)) used of \(byteCount(stats.mapSize))"],
         ]))
         guard !stats.perCodec.isEmpty else { return }
         print("")
@@ -61,8 +64,12 @@ struct InspectListCommand: ParsableCommand {
         var members: [Member]
     }
 
+    func validate() throws {
+        try require("offset", offset, in: 0...Int.max)
+        try require("limit", limit, in: 1...Int.max)
+    }
+
     func run() throws {
-        guard offset >= 0, limit > 0 else { throw ValidationError("--offset must be >= 0 and --limit > 0") }
         let store = try location.open()
         guard let collection else {
             let all = try store.read { try $0.collections() }
@@ -84,6 +91,11 @@ struct InspectListCommand: ParsableCommand {
             throw CommandFailure("\(store.location): no collection '\(collection)'; `voco inspect ls` lists them")
         }
         if json { return try printJSON(page) }
+        // members.count <= total - offset, so offset + count cannot overflow; offset + 1 can.
+        guard !page.members.isEmpty else {
+            print("\(page.collection): no images from --offset \(offset) (the collection has \(page.total))")
+            return
+        }
         print("\(page.collection): images \(offset + 1)-\(offset + page.members.count) of \(page.total)")
         print(table(page.members.map { m in
             ["\(m.ordinal)", m.image.short, m.info.map { "\($0.format) \($0.width)x\($0.height)" } ?? "-",

@@ -36,7 +36,8 @@ struct InspectShowCommand: ParsableCommand {
         print("record \(shown.key)")
         print(table([
             ["model", h.model.hex], ["image", h.image.hex],
-            ["codec", h.codec.name + (h.groupSize > 0 ? " (groups of \(h.groupSize))" : "")], ["dtype", h.dtype.name],
+            ["codec", h.codec.name + (h.groupSize > 0 ? " (groups of \(h.groupSize))" : "")
+                + (h.codec == .hq ? " (K \(h.keyBits) bits, V \(h.valueBits) bits)" : "") + (h.format == 1 ? "" : ", record format \(h.format)")], ["dtype", h.dtype.name],
             ["shape", "\(h.layers) layers x \(h.tokens) tokens x \(h.kvHeads) kv heads x \(h.headDim)"],
             ["positions", "\(h.firstPosition)..<\(h.firstPosition + h.tokens) in the compression pass"],
             ["K", h.keysBeforeRoPE ? "before RoPE" : "after RoPE"],
@@ -55,14 +56,19 @@ struct InspectShowCommand: ParsableCommand {
 struct InspectVerifyCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
-        abstract: "Check every record's checksum and header against its model, and every entry; exit 1 on any failure."
+        abstract: "Check every page, record and entry of a store and how they fit together; exit 1 on any failure.",
+        discussion: """
+        Reads the store with VoCo Store's own page reader: a damaged page is reported, never a crash. Checks every \
+        page of every B-tree and the free list, every record's checksum and header against its model, every entry's \
+        checksum, and that memberships, records, image entries and indexes agree.
+        """
     )
 
     @OptionGroup var location: StoreLocation
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
-        let store = try location.open()
+        let store = try location.openForensic()
         let report = try store.verify()
         if json {
             try printJSON(report)
@@ -71,7 +77,8 @@ struct InspectVerifyCommand: ParsableCommand {
         } else {
             print("\(store.location): \(report.failures.count) failure(s) in \(report.recordsChecked) records and \(report.entriesChecked) entries:")
             for f in report.failures { print("  \(f.database) \(f.key): \(f.reason)") }
-            print("Delete or re-ingest the records listed (they are never served), or restore the store from a backup.")
+            print("Damaged records are never served: delete one with `voco inspect rm-record IMAGE --model MODEL` and ingest its image again.")
+            print("Damage to the store's structure: `voco inspect salvage --store \(store.location) --to NEW` copies everything that verifies into a new store.")
         }
         if !report.failures.isEmpty { throw ExitCode(1) }
     }
@@ -90,6 +97,7 @@ struct InspectExportCommand: ParsableCommand {
     @Flag(help: "Print JSON.") var json = false
 
     func run() throws {
+        try Self.checkOutput(output)
         let store = try location.open()
         let key = try selection.resolve(in: store)
         guard let (header, kv, _) = try store.read({ try $0.record(key) }) else {
@@ -99,5 +107,17 @@ struct InspectExportCommand: ParsableCommand {
         let dtype = header.codec.isLossless ? header.dtype.name : "F32"
         if json { return try printJSON(["output": output, "record": key.description, "dtype": dtype, "layers": "\(header.layers)"]) }
         print("wrote \(output): \(header.layers) layers of K and V [\(header.tokens), \(header.kvHeads), \(header.headDim)] \(dtype)")
+    }
+
+    /// The output must be a file path whose directory exists (checked before any work).
+    static func checkOutput(_ output: String) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw CommandFailure("\(output) is a directory; give the path of the .safetensors file to write (for example \((output as NSString).appendingPathComponent("record.safetensors")))")
+        }
+        let parent = (output as NSString).deletingLastPathComponent
+        if !parent.isEmpty, !(FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            throw CommandFailure("\(output): the directory \(parent) does not exist")
+        }
     }
 }

@@ -35,7 +35,7 @@ struct PreprocessImageCommand: ParsableCommand {
 
     func validate() throws {
         guard !images.isEmpty else { throw ValidationError("give at least one image file") }
-        guard maxPixels > 0 else { throw ValidationError("--max-pixels must be positive") }
+        try require("max-pixels", maxPixels, in: 1...(1 << 30), "a gigapixel image takes 3 GiB decoded")
     }
 
     func run() throws {

@@ -18,7 +18,8 @@ struct SamplingOptions: ParsableArguments {
     var seed: UInt64 = 0
 
     func validate() throws {
-        guard maxTokens > 0 else { throw ValidationError("--max-tokens \(maxTokens): must be at least 1") }
+        // A limit beyond the model's context is refused once the model is loaded, before generating.
+        try require("max-tokens", maxTokens, in: 1...Int.max)
         guard temperature.isFinite, temperature >= 0 else {
             throw ValidationError("--temperature \(temperature): must be 0 (greedy) or a positive number")
         }

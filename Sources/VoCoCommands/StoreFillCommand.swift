@@ -13,7 +13,7 @@ struct StoreFillCommand: ParsableCommand {
 
     @OptionGroup var location: StoreLocation
     @Flag(help: "Create the store if there is none.") var create = false
-    @Option(help: "Codec of a new store: shuffle-zstd, zstd, int8, q4.") var codec = "shuffle-zstd"
+    @Option(help: "Codec of a new store: shuffle-zstd, zstd, int8, q4, hq, with options as in hq:k=5,v=4 or q4:group=64 (docs/store.md).") var codec = "shuffle-zstd"
     @Option(help: "Element type of the synthetic model: F32, F16, BF16.") var dtype = "F16"
     @Option var layers = 2
     @Option var kvHeads = 2
@@ -26,11 +26,32 @@ struct StoreFillCommand: ParsableCommand {
     @Option(help: "The collection the images join.") var collection = "synthetic"
     @Option(help: "Pause after each batch, in milliseconds.") var pauseMs = 0
 
+    func validate() throws {
+        for (option, value) in [("layers", layers), ("kv-heads", kvHeads), ("head-dim", headDim), ("tokens", tokens)] {
+            try require(option, value, in: 1...65_536)
+        }
+        // Each is at most 2^16, so the product of the four fits in Int.
+        guard layers * kvHeads * headDim * tokens <= 1 << 26 else {
+            throw ValidationError("--layers \(layers) x --kv-heads \(kvHeads) x --head-dim \(headDim) x --tokens \(tokens): a synthetic record holds at most 2^26 values")
+        }
+        try require("records", records, in: 0...10_000_000)
+        try require("first", first, in: 0...(Int.max - records), "--first + --records must not overflow")
+        try require("batch", batch, in: 1...1_000_000)
+        try require("pause-ms", pauseMs, in: 0...3_600_000, "an hour")
+        _ = try types()
+    }
+
+    /// The codec and the element type the options name.
+    private func types() throws -> (CodecSettings, ValueType) {
+        let settings: CodecSettings
+        do { settings = try CodecSettings(parsing: codec) } catch { throw ValidationError("--codec '\(codec)': \(error)") }
+        guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("--dtype '\(dtype)': unknown (F32, F16, BF16)") }
+        return (settings, dtype)
+    }
+
     func run() throws {
-        guard let codec = RecordCodec(name: codec) else { throw ValidationError("unknown codec '\(codec)'") }
-        guard let dtype = ValueType.allCases.first(where: { $0.name == dtype }) else { throw ValidationError("unknown dtype '\(dtype)'") }
-        guard records >= 0, batch > 0 else { throw ValidationError("--records must be >= 0 and --batch > 0") }
-        let store = try StoreOpening.open(location.path, options: StoreOptions(create: create, codec: create ? CodecSettings(codec: codec) : nil))
+        let (codec, dtype) = try types()
+        let store = try StoreLocation.open(location.path, options: StoreOptions(create: create, codec: create ? codec : nil))
         let model = SyntheticKV.model(layers: layers, kvHeads: kvHeads, headDim: headDim, tokensPerImage: tokens, dtype: dtype, seed: modelSeed)
         try store.register(model)
         for start in stride(from: first, to: first + records, by: batch) {
@@ -47,7 +68,7 @@ struct StoreFillCommand: ParsableCommand {
                 }
                 try txn.append(encoded.map(\.key.image), to: collection)
             }
-            if pauseMs > 0 { usleep(UInt32(pauseMs) * 1000) }
+            if pauseMs > 0 { Thread.sleep(forTimeInterval: Double(pauseMs) / 1000) }
         }
         print("model \(model.fingerprint.hex): wrote \(records) records into \(store.location)")
     }

@@ -11,6 +11,7 @@ public struct VoCoCommand: ParsableCommand {
             IngestDaemonCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
+            StoreCommand.self,
             DebugCommand.self,
         ]
     )

@@ -4,10 +4,19 @@ import Foundation
 // MARK: - The GEMM seam
 
 /// Every matrix product of the engine goes through this protocol: linear layers (activations
-/// times a stored weight) and the products inside attention (activations times activations).
-/// Today's implementation is OpenBLAS `cblas_sgemm` in F32 (`BLASMultiplier`); a bf16 backend
-/// replaces it here without touching the model code.
+/// times a stored weight), attention, and general F32 products. Two backends (`ComputeBackend`):
+/// `KernelMultiplier` (VoCoKernels: F16/BF16 weights read in place, the default) and
+/// `BLASMultiplier` (OpenBLAS F32, the reference the tests compare against).
 public protocol MatrixMultiplier: AnyObject, Sendable {
+    /// What runs the products, for `--verbose` and benchmarks (backend, ISA level, threads).
+    var summary: String { get }
+
+    /// The one-time preparation of a weight at load (a backend may repack it); the weight
+    /// `linear` is then given. Default: the weight as it is (both backends read the checkpoint's
+    /// `[out][in]` layout where it lies, so a mapped model stays mapped).
+    func prepare(_ weight: WeightMatrix) -> WeightMatrix
+
+
     /// `y[m][weight.rows] = x[m][weight.columns] · weightᵀ + bias (+ y when accumulate)`.
     /// Called from one thread at a time; may use all cores and its own scratch.
     func linear(_ x: UnsafePointer<Float>, rows m: Int, weight: WeightMatrix, bias: UnsafePointer<Float>?,
@@ -19,6 +28,20 @@ public protocol MatrixMultiplier: AnyObject, Sendable {
     func gemm(m: Int, n: Int, k: Int, alpha: Float,
               a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
               beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int)
+
+    /// Softmax(Q Kᵀ · scale + mask) V for every block and query head (see `Attention.run`).
+    /// Default: `Attention.reference`, which goes through `gemm`.
+    func attention(_ blocks: UnsafeBufferPointer<AttentionBlock>, shape: AttentionShape,
+                   threads: ComputeThreads, scratch: ScratchBuffer)
+}
+
+extension MatrixMultiplier {
+    public func prepare(_ weight: WeightMatrix) -> WeightMatrix { weight }
+
+    public func attention(_ blocks: UnsafeBufferPointer<AttentionBlock>, shape: AttentionShape,
+                          threads: ComputeThreads, scratch: ScratchBuffer) {
+        Attention.reference(blocks, shape: shape, multiplier: self, threads: threads, scratch: scratch)
+    }
 }
 
 // MARK: - OpenBLAS
@@ -40,6 +63,8 @@ public final class BLASMultiplier: MatrixMultiplier, @unchecked Sendable {
         self.threads = threads
         tiles = (0..<threads.count).map { _ in ScratchBuffer() }
     }
+
+    public var summary: String { "OpenBLAS F32 (half weights widened per tile unless widened at load), \(threads.count) thread(s)" }
 
     public func linear(_ x: UnsafePointer<Float>, rows m: Int, weight: WeightMatrix, bias: UnsafePointer<Float>?,
                        into y: UnsafeMutablePointer<Float>, accumulate: Bool) {

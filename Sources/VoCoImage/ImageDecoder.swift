@@ -27,10 +27,10 @@ public struct DecodedImage: Sendable {
     public let orientation: Int
 }
 
-/// Decodes JPEG and PNG bytes to upright RGB exactly as Pillow's `Image.open(f)`,
-/// `ImageOps.exif_transpose` and `convert("RGB")` do, with two deliberate exceptions
-/// (README "Images"): 16-bit grayscale PNG keeps its high byte where Pillow clips to 255,
-/// and damaged data is an error where libjpeg would fill in grey.
+/// Decodes JPEG and PNG bytes to upright RGB as Pillow's `Image.open(f)`,
+/// `ImageOps.exif_transpose` and transformers 5's `convert_to_rgb` (transparency composited
+/// onto white) do, with deliberate exceptions (docs/images.md): 16-bit grayscale PNG keeps its
+/// high byte where Pillow clips to 255, and damaged data is an error where libjpeg would fill in grey.
 public enum ImageDecoder {
     /// `source` names the input in errors (a path, or any label).
     public static func decode(_ bytes: UnsafeRawBufferPointer, source: String, limits: ImageLimits = .default) throws -> DecodedImage {

@@ -23,12 +23,16 @@ public enum ImageFile {
     /// Reads the whole file (refusing one over `limits.maximumFileBytes` before reading) and
     /// hashes it on the way in.
     public static func read(path: String, limits: ImageLimits = .default) throws -> (bytes: [UInt8], sha256: [UInt8]) {
-        let fd = open(path, O_RDONLY)
+        // The type is checked before opening (opening a FIFO blocks until a writer comes), and
+        // again on the descriptor, opened non-blocking, in case the path changed in between.
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw ImageError.cannotRead(source: path, reason: String(cString: strerror(errno))) }
+        if let kind = notRegular(info) { throw ImageError.cannotRead(source: path, reason: "\(kind), not a regular file") }
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
         guard fd >= 0 else { throw ImageError.cannotRead(source: path, reason: String(cString: strerror(errno))) }
         defer { close(fd) }
-        var info = stat()
         guard fstat(fd, &info) == 0 else { throw ImageError.cannotRead(source: path, reason: String(cString: strerror(errno))) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw ImageError.cannotRead(source: path, reason: "not a regular file") }
+        if let kind = notRegular(info) { throw ImageError.cannotRead(source: path, reason: "\(kind), not a regular file") }
         let expected = Int(info.st_size)
         guard expected <= limits.maximumFileBytes else {
             throw ImageError.fileTooLarge(source: path, bytes: expected, limit: limits.maximumFileBytes)
@@ -51,6 +55,29 @@ public enum ImageFile {
         }
         bytes.removeLast(expected - filled)
         return (bytes, Array(hasher.finalize()))
+    }
+
+    /// What a file that is not a regular file is ("a directory", "a FIFO"...), or nil.
+    static func notRegular(_ info: stat) -> String? {
+        switch info.st_mode & S_IFMT {
+        case S_IFREG: return nil
+        case S_IFDIR: return "a directory"
+        case S_IFIFO: return "a FIFO (named pipe)"
+        case S_IFCHR: return "a character device"
+        case S_IFBLK: return "a block device"
+        case S_IFSOCK: return "a socket"
+        default: return "a special file"
+        }
+    }
+
+    /// A JSON config file's bytes (regular files only: a FIFO would block).
+    static func readConfig(path: String) throws -> Data {
+        var info = stat()
+        if stat(path, &info) == 0, let kind = notRegular(info) { throw ImageError.cannotRead(source: path, reason: "\(kind), not a regular file") }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ImageError.cannotRead(source: path, reason: "no such file or not readable")
+        }
+        return data
     }
 
     /// Reads, hashes and decodes an image file.

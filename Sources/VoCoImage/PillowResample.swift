@@ -175,16 +175,38 @@ struct ResampleWork {
 }
 
 extension Canvas {
+    /// Pillow 13's pass order (`ImagingResampleInner`): vertical first when the height shrinks
+    /// by more rows than twice the columns the width shrinks by, else horizontal first.
+    static func verticalFirst(width inW: Int, height inH: Int, outWidth outW: Int, outHeight outH: Int) -> Bool {
+        let rowsLost = inH - outH
+        return rowsLost > 0 && rowsLost > saturatingProduct(inW - outW, 2)
+    }
+
+    /// The input indices output positions `window` read (Pillow's bounds, before the
+    /// coefficients exist: centre +- support, clamped to the input).
+    static func inputSpan(of window: Range<Int>, inSize: Int, outSize: Int, filter: ResampleFilter) -> Range<Int> {
+        guard outSize != inSize, !window.isEmpty else { return window }
+        let scale = ResampleCoefficients.scale(inSize: inSize, outSize: outSize)
+        let support = filter.support * max(scale, 1)
+        let first = max(Int((Double(window.lowerBound) + 0.5) * scale - support + 0.5), 0)
+        let end = min(Int((Double(window.upperBound - 1) + 0.5) * scale + support + 0.5), inSize)
+        return first..<max(first, end)
+    }
+
     /// The work `resampled` would do, estimated before anything is allocated.
     func work(width outW: Int, height outH: Int, rows: Range<Int>, columns: Range<Int>, filter: ResampleFilter) -> ResampleWork {
         let vertical = outH == height ? 1 : ResampleCoefficients.kernelSize(inSize: height, outSize: outH, filter: filter)
         let horizontal = outW == width ? 1 : ResampleCoefficients.kernelSize(inSize: width, outSize: outW, filter: filter)
+        let coefficients = saturatingSum(saturatingProduct(columns.count, horizontal), saturatingProduct(rows.count, vertical))
+        if outH != height, outW != width, Self.verticalFirst(width: width, height: height, outWidth: outW, outHeight: outH) {
+            // Vertical over every column the window's taps read, then horizontal.
+            let span = Self.inputSpan(of: columns, inSize: width, outSize: outW, filter: filter).count
+            return ResampleWork(horizontal: saturatingProduct(rows.count, columns.count, horizontal),
+                                vertical: saturatingProduct(rows.count, span, vertical),
+                                intermediatePixels: saturatingProduct(rows.count, span), coefficients: coefficients)
+        }
         // The rows an output row reads lie within its centre +- support (as in the coefficients).
-        let scale = ResampleCoefficients.scale(inSize: height, outSize: outH)
-        let support = filter.support * max(scale, 1)
-        let first = outH == height ? rows.lowerBound : max(Int((Double(rows.lowerBound) + 0.5) * scale - support + 0.5), 0)
-        let end = outH == height ? rows.upperBound : min(Int((Double(rows.upperBound - 1) + 0.5) * scale + support + 0.5), height)
-        let needed = first..<max(first, end)
+        let needed = Self.inputSpan(of: rows, inSize: height, outSize: outH, filter: filter)
         let imageRows = needed.clamped(to: y..<(y + image.height)).count
         // Columns whose taps reach the image (see touchedColumns), plus the background row.
         let scaleX = ResampleCoefficients.scale(inSize: width, outSize: outW)
@@ -192,8 +214,7 @@ extension Canvas {
         let touched = min(columns.count, Int(min(reach, Double(Int.max / 2))))
         return ResampleWork(horizontal: saturatingSum(saturatingProduct(imageRows, touched, horizontal), saturatingProduct(columns.count, horizontal)),
                             vertical: saturatingProduct(rows.count, columns.count, vertical),
-                            intermediatePixels: saturatingProduct(imageRows + 1, columns.count),
-                            coefficients: saturatingSum(saturatingProduct(columns.count, horizontal), saturatingProduct(rows.count, vertical)))
+                            intermediatePixels: saturatingProduct(imageRows + 1, columns.count), coefficients: coefficients)
     }
 
     /// The window columns (0-based) whose input span meets the image's columns `x ..< x + w`:
@@ -211,12 +232,15 @@ extension Canvas {
 
     /// Pillow's `resize((outW, outH), filter)` of the canvas, evaluated only at output rows
     /// `rows` and columns `columns` (each output pixel depends on its own coefficients only, so a
-    /// window equals the same window of the whole result). Horizontal pass first, rounded and
-    /// clipped to 8 bits, then vertical; a pass whose size does not change is a copy. Canvas rows
-    /// of pure background are resampled once.
+    /// window equals the same window of the whole result). Each pass is rounded and clipped to
+    /// 8 bits; a pass whose size does not change is a copy. Horizontal pass first, unless Pillow
+    /// would go vertical first (`verticalFirst`). Canvas rows of pure background are resampled once.
     func resampled(width outW: Int, height outH: Int, rows: Range<Int>, columns: Range<Int>, filter: ResampleFilter) -> RGBImage {
         let vertical = outH == height ? nil : ResampleCoefficients(inSize: height, outSize: outH, outputs: rows, filter: filter)
         let horizontal = outW == width ? nil : ResampleCoefficients(inSize: width, outSize: outW, outputs: columns, filter: filter)
+        if let vertical, let horizontal, Self.verticalFirst(width: width, height: height, outWidth: outW, outHeight: outH) {
+            return resampledVerticalFirst(vertical, horizontal, rows: rows.count, columns: columns.count)
+        }
         let cols = columns.count, rowBytes = columns.count * 3
         // The canvas rows the window reads (Pillow's ybox_first ..< ybox_last for it).
         let needed: Range<Int>
@@ -318,5 +342,80 @@ extension Canvas {
             }
         }
         return RGBImage(width: cols, height: rows.count, pixels: out)
+    }
+}
+
+// MARK: - Vertical pass first
+
+extension Canvas {
+    /// The window (`rows` x `columns` outputs, coefficients `v` and `h` for exactly those) with
+    /// Pillow's other order: the vertical pass over every canvas column the window's horizontal
+    /// taps read, rounded and clipped to 8 bits, then the horizontal pass.
+    func resampledVerticalFirst(_ v: ResampleCoefficients, _ h: ResampleCoefficients, rows: Int, columns: Int) -> RGBImage {
+        // Canvas columns lo ..< hi that the window reads.
+        var lo = width, hi = 0
+        for j in 0..<columns where h.count[j] > 0 {
+            lo = min(lo, h.start[j])
+            hi = max(hi, h.start[j] + h.count[j])
+        }
+        if lo >= hi { (lo, hi) = (0, 0) }
+        let spanBytes = (hi - lo) * 3
+        let inImage = (x..<(x + image.width)).clamped(to: lo..<hi)  // canvas columns of the image
+        let bg = [Int32(background.0), Int32(background.1), Int32(background.2)]
+
+        // Vertical pass: [rows][hi - lo][3].
+        var intermediate = [UInt8](repeating: 0, count: max(1, rows * spanBytes))
+        var sums = [Int32](repeating: 0, count: max(1, spanBytes))  // [hi - lo][3]
+        image.pixels.withUnsafeBufferPointer { pixels in
+            sums.withUnsafeMutableBufferPointer { acc in
+                intermediate.withUnsafeMutableBufferPointer { out in
+                    /// Adds `w` x background over canvas columns `span` (relative to lo).
+                    func addBackground(_ span: Range<Int>, _ w: Int32) {
+                        for j in span { for c in 0..<3 { acc[j * 3 + c] &+= bg[c] &* w } }
+                    }
+                    for i in 0..<rows {
+                        for j in 0..<spanBytes { acc[j] = half }
+                        for t in 0..<v.count[i] {
+                            let w = v.weights[i * v.kernelSize + t], r = v.start[i] + t
+                            guard (y..<(y + image.height)).contains(r), !inImage.isEmpty else {
+                                addBackground(0..<(hi - lo), w)
+                                continue
+                            }
+                            addBackground(0..<(inImage.lowerBound - lo), w)
+                            addBackground((inImage.upperBound - lo)..<(hi - lo), w)
+                            let row = pixels.baseAddress! + ((r - y) * image.width + inImage.lowerBound - x) * 3
+                            let into = (inImage.lowerBound - lo) * 3
+                            for j in 0..<(inImage.count * 3) { acc[into + j] &+= Int32(row[j]) &* w }
+                        }
+                        for j in 0..<spanBytes { out[i * spanBytes + j] = clip8(acc[j]) }
+                    }
+                }
+            }
+        }
+
+        // Horizontal pass: [rows][columns][3].
+        var out = [UInt8](repeating: 0, count: rows * columns * 3)
+        intermediate.withUnsafeBufferPointer { src in
+            out.withUnsafeMutableBufferPointer { dst in
+                for i in 0..<rows {
+                    for j in 0..<columns {
+                        var s0 = half, s1 = half, s2 = half
+                        var p = src.baseAddress! + i * spanBytes + (h.start[j] - lo) * 3
+                        for t in 0..<h.count[j] {
+                            let w = h.weights[j * h.kernelSize + t]
+                            s0 &+= Int32(p[0]) &* w
+                            s1 &+= Int32(p[1]) &* w
+                            s2 &+= Int32(p[2]) &* w
+                            p += 3
+                        }
+                        let o = (i * columns + j) * 3
+                        dst[o] = clip8(s0)
+                        dst[o + 1] = clip8(s1)
+                        dst[o + 2] = clip8(s2)
+                    }
+                }
+            }
+        }
+        return RGBImage(width: columns, height: rows, pixels: out)
     }
 }

@@ -37,10 +37,7 @@ public struct PreprocessorConfig: Sendable, Equatable {
     }
 
     public init(contentsOf path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageError.cannotRead(source: path, reason: "no such file or not readable")
-        }
-        try self.init(json: data, source: path)
+        try self.init(json: try ImageFile.readConfig(path: path), source: path)
     }
 
     public init(json: Data, source: String) throws {
@@ -164,9 +161,7 @@ public enum AspectRatioMode: String, Sendable {
 
     /// Reads `image_aspect_ratio` from a model's config.json.
     public init(modelConfig path: String) throws {
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw ImageError.cannotRead(source: path, reason: "no such file or not readable")
-        }
+        let data = try ImageFile.readConfig(path: path)
         guard let fields = JSONValue.object(from: data) else {
             throw ImageError.invalidConfig(source: path, field: "(file)", problem: "not a JSON object")
         }

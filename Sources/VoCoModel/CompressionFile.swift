@@ -45,7 +45,13 @@ public enum CompressionFile {
             guard positions.shape == [count] else {
                 throw SafeTensorsError.shapeMismatch(tensor: "first_position", source: path, expected: [count], actual: positions.shape)
             }
-            firstPositions = positions.floats().map { Int($0) }
+            firstPositions = try positions.floats().map { p in
+                // A hostile file's NaN or 1e30 must not trap in Int(_:).
+                guard p.isFinite, p >= 0, p < Float(Int32.max) else {
+                    throw ModelError.invalidArgument("\(path): first_position \(p) is not a position (0 ..< 2^31)")
+                }
+                return Int(p)
+            }
         } else {
             guard let layout = engine.compressionLayout(mode: mode) else { throw ModelError.noVisionTower(path: engine.directory) }
             firstPositions = Array(repeating: layout.kept.lowerBound, count: count)

@@ -45,6 +45,10 @@ extension VoCoEngine {
         guard images > 0, let (length, kept) = compressionLayout(mode: mode) else {
             return CompressionResult(features: [], projected: [], caches: [])
         }
+        // The model's own mode is checked at load (checkPasses); another mode asked for here is checked now.
+        guard kept.upperBound < c.maxPositionEmbeddings else {
+            throw ModelError.exceedsContext(needed: kept.upperBound + 1, context: c.maxPositionEmbeddings)
+        }
         lock.lock()
         defer { lock.unlock() }
 
@@ -95,6 +99,9 @@ extension VoCoEngine {
                              }
                          },
                          keysAndValuesOnlyInLastLayer: true)
+        for image in 0..<images where !(keys[image].allFinite && values[image].allFinite) {
+            throw ModelError.nonFinite(directory: directory, what: "the cache of image \(image) of the batch (compression pass)")
+        }
         let caches = try (0..<images).map { image in
             try VoCoCache(mode: mode, layers: layers, rows: rows, width: kw, firstPosition: kept.lowerBound,
                           keys: keys[image], values: values[image])

@@ -12,11 +12,15 @@ public struct ComputeContext: Sendable {
         self.threads = threads
     }
 
-    /// OpenBLAS with `threads` workers (default: every core).
-    public init(threads: Int? = nil) {
+    /// `backend` (default: VoCoKernels at the CPU's best level, or `$VOCO_BACKEND`) with
+    /// `threads` workers (default: `$VOCO_THREADS`, else every core).
+    public init(backend: ComputeBackend = .default, threads: Int? = nil) {
         let t = threads.map { ComputeThreads(count: $0) } ?? ComputeThreads()
-        self.init(multiplier: BLASMultiplier(threads: t), threads: t)
+        self.init(multiplier: backend.makeMultiplier(threads: t), threads: t)
     }
+
+    /// What runs the products: backend, ISA level and threads (for `--verbose` and benchmarks).
+    public var summary: String { multiplier.summary }
 
     @inline(__always)
     func linear(_ x: UnsafePointer<Float>, rows: Int, _ weight: WeightMatrix, bias: [Float]? = nil,

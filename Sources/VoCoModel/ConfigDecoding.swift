@@ -67,6 +67,35 @@ struct ConfigContainer {
         return n
     }
 
+    /// A finite number `>= 0` (`above: false`) or `> 0` (`above: true`): eps, theta.
+    func finite(_ key: String, _ x: Double, above zero: Bool) throws -> Double {
+        guard x.isFinite, zero ? x > 0 : x >= 0 else {
+            throw ConfigValueError(field: path(key), value: "\(x)", kind: .invalid(expected: zero ? "a finite number > 0" : "a finite number >= 0"))
+        }
+        return x
+    }
+
+    /// A token id inside `0 ..< vocabularySize`.
+    func token(_ key: String, _ id: Int, vocabularySize: Int) throws -> Int {
+        guard (0..<vocabularySize).contains(id) else {
+            throw ConfigValueError(field: path(key), value: "\(id)", kind: .invalid(expected: "a token id inside the vocabulary (0 ..< vocab_size \(vocabularySize))"))
+        }
+        return id
+    }
+
+    /// The product of `factors`, refused when it overflows or exceeds `ConfigLimits.maximumElements`
+    /// (a tensor or buffer no machine could hold), naming the largest factor's field; `shown`
+    /// describes the product when its factors are derived (patches from image and patch size).
+    func elements(_ what: String, _ factors: [(field: String, value: Int)], shown: String? = nil) throws -> Int {
+        var product = 1, overflow = false
+        for f in factors where !overflow { (product, overflow) = product.multipliedReportingOverflow(by: f.value) }
+        guard overflow || product > ConfigLimits.maximumElements else { return product }
+        let blamed = factors.max { $0.value < $1.value }?.field ?? what
+        let terms = shown ?? factors.map { "\($0.field) \($0.value)" }.joined(separator: " x ")
+        throw ConfigValueError(field: path(blamed), value: value(blamed),
+                               kind: .invalid(expected: "sizes whose product fits in memory (\(what): \(terms) is more than 2^36 elements)"))
+    }
+
     /// A string field that must be one of `allowed`.
     func oneOf(_ key: String, _ value: String, _ allowed: [String]) throws -> String {
         guard allowed.contains(value) else {
@@ -89,12 +118,25 @@ struct ConfigContainer {
     }
 }
 
+// MARK: - Limits
+
+enum ConfigLimits {
+    /// Elements one tensor or pass buffer may have: 2^36 (256 GiB of F32), far above the
+    /// largest tensor of any released checkpoint (a 405B model's embedding is 2.1e9).
+    static let maximumElements = 1 << 36
+}
+
 // MARK: - Reading a config file
 
 enum ConfigFile {
     /// Decodes `T` from the JSON file at `path`, with errors that name the file and field.
     static func decode<T: Decodable>(_ type: T.Type, path: String) throws -> T {
         let data: Data
+        // A FIFO or device would block or never end: only regular files are read.
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw ModelError.cannotRead(path: path, reason: "not a regular file")
+        }
         do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw ModelError.cannotRead(path: path, reason: (error as NSError).localizedDescription)
         }

@@ -42,6 +42,12 @@ extension VoCoEngine {
                          onToken: ((Int) -> Bool)? = nil) throws -> GenerationResult {
         guard !prompt.isEmpty else { throw ModelError.invalidArgument("generation needs at least one prompt token") }
         let limit = max(0, options.maxNewTokens)
+        // Refused before anything is allocated: a huge token limit must not size the cache.
+        let textStart = CachePlacement(caches: caches, layout: layout ?? settings.layout).textStart
+        let needed = [textStart, prompt.count, limit].reduce(0, saturatingSum)
+        guard needed <= text.maxPositionEmbeddings else {
+            throw ModelError.exceedsContext(needed: needed, context: text.maxPositionEmbeddings)
+        }
         let session = try QuerySession(engine: self, caches: caches, layout: layout, textCapacity: prompt.count + limit)
         let sampler = TokenSampler(vocabularySize: text.vocabSize, temperature: options.temperature, topP: options.topP, seed: options.seed)
         let stops = Set(options.stopTokens ?? text.eosTokenIds)
@@ -49,6 +55,7 @@ extension VoCoEngine {
         tokens.reserveCapacity(limit)
         var logits = try session.append(prompt)
         while tokens.count < limit {
+            try checkFinite(logits, position: session.nextPosition - 1)
             let next = sampler.next(logits)
             if stops.contains(next) { return GenerationResult(tokens: tokens, stop: .stopToken(next)) }
             tokens.append(next)
@@ -58,4 +65,14 @@ extension VoCoEngine {
         }
         return GenerationResult(tokens: tokens, stop: .tokenLimit)
     }
+
+    /// Refuses NaN or infinite logits (`[vocab]`) by name: sampling would quietly pick token 0.
+    func checkFinite(_ logits: UnsafeBufferPointer<Float>, position: Int) throws {
+        guard logits.allFinite else { throw ModelError.nonFinite(directory: directory, what: "the logits at position \(position)") }
+    }
+}
+
+extension Sequence where Element == Float {
+    /// No NaN and no infinity (x * 0 is NaN exactly for those).
+    var allFinite: Bool { reduce(Float(0)) { $0 + $1 * 0 } == 0 }
 }

@@ -5,7 +5,9 @@ import Foundation
 /// The language model's settings, with Hugging Face `LlamaConfig` names and defaults.
 /// Required: `hidden_size`, `num_hidden_layers`, `num_attention_heads`, `intermediate_size`,
 /// `vocab_size`, `rms_norm_eps`. Refused: `hidden_act` other than `silu`, `attention_bias` or
-/// `mlp_bias` true, a non-null `rope_scaling`, a `rope_parameters.rope_type` other than `default`.
+/// `mlp_bias` true, a non-null `rope_scaling`, a `rope_parameters.rope_type` other than `default`,
+/// sizes that are not positive or whose weights could not exist (`ConfigLimits`), `rms_norm_eps`
+/// below 0 or `rope_theta` not above 0 (or either not finite), BOS or EOS ids outside the vocabulary.
 public struct LlamaConfiguration: Codable, Sendable, Equatable {
     public var hiddenSize: Int
     public var numHiddenLayers: Int
@@ -71,8 +73,8 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
             throw ConfigValueError(field: c.path("head_dim"), value: "\(headDim)", kind: .invalid(expected: "an even number (rotary pairs)"))
         }
         intermediateSize = try c.positive("intermediate_size", c.required("intermediate_size"))
-        rmsNormEps = try c.required("rms_norm_eps")
-        maxPositionEmbeddings = try c.optional("max_position_embeddings", default: 2048)
+        rmsNormEps = try c.finite("rms_norm_eps", c.required("rms_norm_eps"), above: false)
+        maxPositionEmbeddings = try c.positive("max_position_embeddings", c.optional("max_position_embeddings", default: 2048))
         vocabSize = try c.positive("vocab_size", c.required("vocab_size"))
         tieWordEmbeddings = try c.optional("tie_word_embeddings", default: false)
         bosTokenId = c.contains("bos_token_id") ? try c.optional("bos_token_id", Int.self) : 1
@@ -81,6 +83,15 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
         } else {
             eosTokenIds = c.contains("eos_token_id") ? try c.optional("eos_token_id", default: []) : [2]
         }
+        // Ids outside the vocabulary would never be generated (a stop token that never stops).
+        if let bosTokenId { _ = try c.token("bos_token_id", bosTokenId, vocabularySize: vocabSize) }
+        for id in eosTokenIds { _ = try c.token("eos_token_id", id, vocabularySize: vocabSize) }
+        // Every weight's element count, before any shape arithmetic elsewhere can overflow.
+        let hidden = ("hidden_size", hiddenSize)
+        _ = try c.elements("q_proj", [("num_attention_heads", numAttentionHeads), ("head_dim", headDim), hidden])
+        _ = try c.elements("k_proj", [("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim), hidden])
+        _ = try c.elements("the MLP", [("intermediate_size", intermediateSize), hidden])
+        _ = try c.elements("the embeddings", [("vocab_size", vocabSize), hidden])
         try c.only("hidden_act", "silu", describedAs: "silu")
         try c.only("attention_bias", false, describedAs: "false")
         try c.only("mlp_bias", false, describedAs: "false")
@@ -89,9 +100,9 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
         if c.has("rope_parameters") {
             let rope = try c.nested("rope_parameters")
             try rope.only("rope_type", "default", describedAs: "default")
-            ropeTheta = try rope.optional("rope_theta", default: c.optional("rope_theta", default: 10000))
+            ropeTheta = try rope.finite("rope_theta", rope.optional("rope_theta", default: c.optional("rope_theta", default: 10000)), above: true)
         } else {
-            ropeTheta = try c.optional("rope_theta", default: 10000)
+            ropeTheta = try c.finite("rope_theta", c.optional("rope_theta", default: 10000), above: true)
         }
     }
 

@@ -46,9 +46,30 @@ public struct LlavaConfiguration: Codable, Sendable, Equatable {
             throw ConfigValueError(field: "voco.token_id", value: "\(voco.tokenId)",
                                    kind: .invalid(expected: "an id inside the vocabulary (vocab_size \(text.vocabSize))"))
         }
+        if modelType == .llavaLlama { try Self.checkCompressionTokens(voco, text: text) }
         if let multimodal, let vision, multimodal.mmHiddenSize != vision.hiddenSize {
             throw ConfigValueError(field: "mm_hidden_size", value: "\(multimodal.mmHiddenSize)",
                                    kind: .invalid(expected: "the vision tower's hidden_size (\(vision.hiddenSize))"))
+        }
+    }
+
+    /// The prefix ids inside the vocabulary, and BOS + prefix + the k VoCo tokens + one text
+    /// token within `max_position_embeddings` (the patches are checked when the tower is known,
+    /// `VoCoEngine.checkPasses`). Subtractions only: a huge k cannot overflow.
+    static func checkCompressionTokens(_ voco: VoCoSettings, text: LlamaConfiguration) throws {
+        let prefix = voco.compressionPrefixIds, context = text.maxPositionEmbeddings
+        if let bad = prefix.first(where: { $0 >= text.vocabSize }) {
+            throw ConfigValueError(field: "voco.compression_prefix_ids", value: "\(bad)",
+                                   kind: .invalid(expected: "token ids inside the vocabulary (0 ..< vocab_size \(text.vocabSize))"))
+        }
+        guard prefix.count <= context - 2 else {
+            throw ConfigValueError(field: "voco.compression_prefix_ids", value: "\(prefix.count) ids",
+                                   kind: .invalid(expected: "BOS + the prefix + one text token to fit max_position_embeddings (\(context))"))
+        }
+        let room = context - 2 - prefix.count
+        if voco.mode == .voco, voco.numTokens > room {
+            throw ConfigValueError(field: "voco.num_tokens", value: "\(voco.numTokens)",
+                                   kind: .invalid(expected: "BOS + \(prefix.count) prefix ids + k VoCo tokens + one text token to fit max_position_embeddings (\(context)): k at most \(room), before the patches"))
         }
     }
 

@@ -33,6 +33,10 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible, Loc
     case tokenOutOfRange(token: Int, vocabularySize: Int)
     case invalidCache(index: Int, reason: String)
     case contextFull(capacity: Int, needed: Int)
+    /// Images, prompt and answer need more positions than `max_position_embeddings`.
+    case exceedsContext(needed: Int, context: Int)
+    /// A pass computed NaN or infinity: broken weights, or a config that does not fit them.
+    case nonFinite(directory: String, what: String)
     case invalidArgument(String)
 
     public var description: String {
@@ -62,6 +66,10 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible, Loc
             return "cache \(index): \(reason)"
         case let .contextFull(capacity, needed):
             return "the query needs \(needed) cache rows but the session holds \(capacity); make the session larger or use fewer images or tokens"
+        case let .exceedsContext(needed, context):
+            return "the query needs \(needed == .max ? "more" : "\(needed)") positions (image caches, prompt and answer tokens) but the model's context is \(context) (max_position_embeddings); use fewer images or tokens"
+        case let .nonFinite(directory, what):
+            return "\(directory): the model computed non-finite values (NaN or infinity) in \(what); its weights hold NaN or infinite values, or config.json does not fit them"
         case let .invalidArgument(what):
             return what
         }

@@ -37,6 +37,9 @@ public final class QuerySession {
         self.engine = engine
         placement = CachePlacement(caches: caches, layout: layout ?? engine.settings.layout)
         imageRows = caches.reduce(0) { $0 + $1.rows }
+        guard textCapacity <= Int.max - imageRows, saturatingProduct(c.numHiddenLayers, imageRows + textCapacity, kw) <= ConfigLimits.maximumElements else {
+            throw ModelError.invalidArgument("a query session for \(textCapacity) text tokens after \(imageRows) cache rows would not fit in memory")
+        }
         cache = KVCache(layers: c.numHiddenLayers, sequences: 1, capacity: imageRows + textCapacity, width: kw)
         workspace.reserve(rows: 1, length: 1, keys: cache.capacity, sequences: 1, config: c, threads: engine.compute.threads)
         hidden.reserve(c.hiddenSize)

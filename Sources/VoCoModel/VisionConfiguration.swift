@@ -4,7 +4,8 @@ import Foundation
 
 /// Hugging Face `CLIPVisionConfig` fields. Required: `hidden_size`, `intermediate_size`,
 /// `num_hidden_layers`, `num_attention_heads`, `image_size`, `patch_size`; defaults:
-/// `num_channels` 3 (only 3), `layer_norm_eps` 1e-5, `hidden_act` `quick_gelu` (or `gelu`).
+/// `num_channels` 3 (only 3), `layer_norm_eps` 1e-5 (finite, >= 0), `hidden_act` `quick_gelu`
+/// (or `gelu`). Sizes whose weights could not exist are refused (`ConfigLimits`).
 public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
     public enum Activation: String, Codable, Sendable { case quickGELU = "quick_gelu", gelu }
 
@@ -51,7 +52,15 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
                                    kind: .invalid(expected: "a divisor of image_size (\(imageSize))"))
         }
         try c.only("num_channels", 3, describedAs: "3")
-        layerNormEps = try c.optional("layer_norm_eps", default: 1e-5)
+        layerNormEps = try c.finite("layer_norm_eps", c.optional("layer_norm_eps", default: 1e-5), above: false)
+        // Every weight's element count, before patch and position arithmetic can overflow.
+        let side = imageSize / patchSize, hidden = ("hidden_size", hiddenSize)
+        let patches = try c.elements("the patches of an image", [("image_size", side), ("image_size", side)],
+                                     shown: "(image_size / patch_size)^2 = \(side)^2")
+        _ = try c.elements("the position embeddings", [("image_size", patches + 1), hidden],
+                           shown: "(1 + \(patches) patches) x hidden_size \(hiddenSize)")
+        _ = try c.elements("the patch embedding", [hidden, ("num_channels", 3), ("patch_size", patchSize), ("patch_size", patchSize)])
+        _ = try c.elements("the MLP", [("intermediate_size", intermediateSize), hidden])
         let act = try c.oneOf("hidden_act", c.optional("hidden_act", default: "quick_gelu"), ["quick_gelu", "gelu"])
         hiddenAct = Activation(rawValue: act) ?? .quickGELU
     }

@@ -7,11 +7,15 @@ import VoCoCompute
 /// How a model is loaded.
 public struct LoadOptions: Sendable {
     public var weightPolicy: WeightPolicy
-    /// Compute to use (default: OpenBLAS on every core).
+    /// The backend of the products when `compute` is nil (default: VoCoKernels at the CPU's
+    /// best level, or `$VOCO_BACKEND`).
+    public var backend: ComputeBackend
+    /// Compute to use (default: `backend` on `$VOCO_THREADS` or every core).
     public var compute: ComputeContext?
 
-    public init(weightPolicy: WeightPolicy = .default, compute: ComputeContext? = nil) {
+    public init(weightPolicy: WeightPolicy = .default, backend: ComputeBackend = .default, compute: ComputeContext? = nil) {
         self.weightPolicy = weightPolicy
+        self.backend = backend
         self.compute = compute
     }
 }
@@ -46,7 +50,7 @@ public final class VoCoEngine: @unchecked Sendable {
         let configPath = (directory as NSString).appendingPathComponent("config.json")
         let config = try LlavaConfiguration.load(path: configPath)
         configuration = config
-        compute = options.compute ?? ComputeContext()
+        compute = options.compute ?? ComputeContext(backend: options.backend)
         let weights = try TensorDirectory(directory: directory)
 
         var tower: (config: CLIPVisionConfiguration, weights: TensorDirectory, prefix: String, directory: String)?
@@ -57,7 +61,7 @@ public final class VoCoEngine: @unchecked Sendable {
         if let tower, tower.weights !== weights { halfBytes += WeightLoader.halfBytes(tower.weights) }
         weightsWidened = options.weightPolicy.widens(halfBytes: halfBytes)
 
-        let loader = WeightLoader(directory: weights, widen: weightsWidened)
+        let loader = WeightLoader(directory: weights, widen: weightsWidened, multiplier: compute.multiplier)
         language = LlamaModel(config: config.text, weights: loader)
         if let mm = config.multimodal, let tower {
             let layerCount = tower.config.numHiddenLayers
@@ -71,7 +75,7 @@ public final class VoCoEngine: @unchecked Sendable {
                                                     expected: "the vision tower's hidden_size (\(tower.config.hiddenSize))")
             }
             let towerLoader = tower.weights === weights ? loader.scoped(tower.prefix)
-                : WeightLoader(directory: tower.weights, prefix: tower.prefix, widen: weightsWidened)
+                : WeightLoader(directory: tower.weights, prefix: tower.prefix, widen: weightsWidened, multiplier: compute.multiplier)
             vision = CLIPVisionTower(config: tower.config, selectedHiddenState: selected,
                                      keepsClassToken: mm.selectFeature == .clsPatch, weights: towerLoader)
             projector = Projector(type: mm.projectorType, inputWidth: mm.mmHiddenSize, outputWidth: config.text.hiddenSize,
@@ -83,6 +87,7 @@ public final class VoCoEngine: @unchecked Sendable {
             projector = nil
             visionTowerDirectory = nil
         }
+        try checkPasses(configPath: configPath)
         try loader.throwIfProblems()
     }
 

@@ -33,16 +33,22 @@ public struct VoCoSettings: Codable, Sendable, Equatable {
     public var compressionPrefixIds: [Int]
     /// The query text; `{question}` is replaced by the question.
     public var promptTemplate: String
+    /// The most images one question was trained to read (`max_images`); `nil` = not known.
+    public var maxImages: Int?
 
     public init(tokenId: Int, numTokens: Int, mode: VoCoMode, layout: CacheLayout,
-                compressionPrefixIds: [Int] = [], promptTemplate: String = "{question}") {
+                compressionPrefixIds: [Int] = [], promptTemplate: String = "{question}", maxImages: Int? = nil) {
         self.tokenId = tokenId
         self.numTokens = numTokens
         self.mode = mode
         self.layout = layout
         self.compressionPrefixIds = compressionPrefixIds
         self.promptTemplate = promptTemplate
+        self.maxImages = maxImages
     }
+
+    /// The placeholder a prompt template must hold.
+    public static let questionPlaceholder = "{question}"
 
     /// VoCo-LLaMA's hard-coded values: `<voco>` = 32000, k = 2, single-image (`shared`) layout.
     public static let reference = VoCoSettings(tokenId: 32000, numTokens: 2, mode: .voco, layout: .shared)
@@ -66,7 +72,16 @@ public struct VoCoSettings: Codable, Sendable, Equatable {
         let layoutName = try c.oneOf("layout", c.optional("layout", default: preset.layout.rawValue), CacheLayout.allCases.map(\.rawValue))
         layout = CacheLayout(rawValue: layoutName) ?? preset.layout
         compressionPrefixIds = try c.optional("compression_prefix_ids", default: [])
+        for id in compressionPrefixIds where id < 0 {
+            throw ConfigValueError(field: c.path("compression_prefix_ids"), value: "\(compressionPrefixIds)", kind: .invalid(expected: "token ids >= 0"))
+        }
         promptTemplate = try c.optional("prompt_template", default: preset.promptTemplate)
+        // Without the placeholder the question would be silently dropped.
+        guard promptTemplate.contains(Self.questionPlaceholder) else {
+            throw ConfigValueError(field: c.path("prompt_template"), value: "\"\(promptTemplate)\"",
+                                   kind: .invalid(expected: "a template that holds \(Self.questionPlaceholder)"))
+        }
+        maxImages = try c.optional("max_images", Int.self).map { try c.positive("max_images", $0) }
     }
 
     public func encode(to encoder: Encoder) throws {
@@ -77,5 +92,6 @@ public struct VoCoSettings: Codable, Sendable, Equatable {
         try c.encode(layout, forKey: ConfigKey("layout"))
         try c.encode(compressionPrefixIds, forKey: ConfigKey("compression_prefix_ids"))
         try c.encode(promptTemplate, forKey: ConfigKey("prompt_template"))
+        try c.encodeIfPresent(maxImages, forKey: ConfigKey("max_images"))
     }
 }

@@ -4,18 +4,21 @@ import VoCoCompute
 
 // MARK: - How half-precision weights are held
 
-/// Whether F16/BF16 weights are widened to F32 once at load or tile by tile at every GEMM.
-/// F32 weights are always used in place from the memory map.
+/// Whether F16/BF16 weights stay mapped (the default: the kernels backend reads them in place,
+/// as fast as F32 and at half the bytes) or are widened to F32 once at load. F32 weights are
+/// always used in place from the memory map.
 public enum WeightPolicy: Sendable, Equatable {
-    /// Keep half weights mapped; each GEMM widens tiles of rows into a reused scratch buffer.
+    /// Keep half weights mapped; the kernels widen them in registers or packed panels (the
+    /// OpenBLAS backend widens tiles of rows into a reused scratch buffer before each GEMM).
     case mapped
-    /// Widen every half weight into F32 memory once (2x the checkpoint's size in RAM).
+    /// Widen every half weight into F32 memory once (2x the checkpoint's size in RAM). Kept for
+    /// comparisons and the OpenBLAS backend; the kernels backend gains nothing from it.
     case widenAtLoad
     /// `widenAtLoad` when the widened half weights take at most this many bytes, else `mapped`.
     case automatic(widenUpTo: Int)
 
-    /// Small models (widened size up to 2 GiB) are widened for speed; a 7B checkpoint stays mapped.
-    public static let `default` = WeightPolicy.automatic(widenUpTo: 2 << 30)
+    /// Every model stays mapped: resident memory is the weight files' pages, shared with the page cache.
+    public static let `default` = WeightPolicy.mapped
 
     /// Whether a checkpoint with `halfBytes` bytes of F16/BF16 tensors is widened at load.
     func widens(halfBytes: Int) -> Bool {
@@ -36,14 +39,17 @@ final class WeightLoader {
     let directory: TensorDirectory
     let prefix: String
     let widen: Bool
+    /// The backend whose one-time preparation every matrix goes through.
+    let multiplier: MatrixMultiplier?
     private let problems: ProblemList
 
     final class ProblemList { var items: [WeightProblem] = [] }
 
-    init(directory: TensorDirectory, prefix: String = "", widen: Bool) {
+    init(directory: TensorDirectory, prefix: String = "", widen: Bool, multiplier: MatrixMultiplier? = nil) {
         self.directory = directory
         self.prefix = prefix
         self.widen = widen
+        self.multiplier = multiplier
         problems = ProblemList()
     }
 
@@ -51,6 +57,7 @@ final class WeightLoader {
         directory = parent.directory
         self.prefix = parent.prefix + prefix
         widen = parent.widen
+        multiplier = parent.multiplier
         problems = parent.problems
     }
 
@@ -86,7 +93,8 @@ final class WeightLoader {
         guard let view = view(name, shape: shape ?? [rows, columns]),
               let matrix = try? WeightMatrix(view, rows: rows, columns: columns)
         else { return WeightMatrix(name: prefix + name, rows: 0, columns: 0, values: []) }
-        return widen ? matrix.widened() : matrix
+        let held = widen ? matrix.widened() : matrix
+        return multiplier?.prepare(held) ?? held
     }
 
     /// A small tensor (norm weight, bias, embedding table) read into F32 memory.

@@ -24,12 +24,8 @@ extension AnsweringModel {
         guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw PipelineError.emptyQuestion }
         let prompt = promptIds(for: question)
         let placement = CachePlacement(caches: caches, layout: settings.layout)
-        let needed = placement.textStart + prompt.count + max(0, options.maxNewTokens)
-        guard needed <= contextLength else {
-            throw PipelineError.contextTooSmall(images: caches.count, imageRows: caches.reduce(0) { $0 + $1.rows },
-                                                promptTokens: prompt.count, answerTokens: options.maxNewTokens,
-                                                needed: needed, contextLength: contextLength)
-        }
+        try checkContext(textStart: placement.textStart, images: caches.count, imageRows: caches.reduce(0) { $0 + $1.rows },
+                         promptTokens: prompt.count, answerTokens: options.maxNewTokens)
         var stream = tokenizer.streamingDecoder(skipSpecialTokens: true)
         let result = try engine.generate(caches: caches, prompt: prompt, options: options, onToken: onText.map { emit in
             { token in
@@ -44,5 +40,43 @@ extension AnsweringModel {
         }
         let text = tokenizer.decode(result.tokens, skipSpecialTokens: true).trimmingCharacters(in: .whitespacesAndNewlines)
         return Answer(text: text, tokens: result.tokens, stop: result.stop, promptTokens: prompt.count, images: caches.count)
+    }
+}
+
+// MARK: - Checks before any image is compressed
+
+extension AnsweringModel {
+    /// Refuses, from the settings alone and before any image is read or compressed, a question
+    /// over `images` images whose caches, prompt and answer cannot fit the context.
+    public func checkQuestion(_ question: String, images: Int, options: GenerationOptions) throws {
+        guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw PipelineError.emptyQuestion }
+        guard images > 0, let rows = rowsPerImage else {
+            if images > 0 { throw PipelineError.textOnlyModel(path: directory) }
+            return try checkContext(textStart: 0, images: 0, imageRows: 0, promptTokens: promptIds(for: question).count,
+                                    answerTokens: options.maxNewTokens)
+        }
+        let imageRows = saturatingProduct(images, rows)
+        // Where the text starts (CachePlacement): after every image in `sequential`, after one in `shared`.
+        let textStart = saturatingSum(firstCachePosition, settings.layout == .sequential ? imageRows : rows)
+        try checkContext(textStart: textStart, images: images, imageRows: imageRows,
+                         promptTokens: promptIds(for: question).count, answerTokens: options.maxNewTokens)
+    }
+
+    /// Refuses more images than the model was trained to read at once (`voco.max_images`);
+    /// with `allowOverMaximum` returns that refusal's text as a warning instead. No limit known:
+    /// nil.
+    public func checkImageCount(_ images: Int, allowOverMaximum: Bool = false) throws -> String? {
+        guard let maximum = settings.maxImages, images > maximum else { return nil }
+        let problem = PipelineError.tooManyImages(path: directory, images: images, maximum: maximum)
+        if allowOverMaximum { return problem.description }
+        throw problem
+    }
+
+    private func checkContext(textStart: Int, images: Int, imageRows: Int, promptTokens: Int, answerTokens: Int) throws {
+        let needed = saturatingSum(saturatingSum(textStart, promptTokens), max(0, answerTokens))
+        guard needed <= contextLength else {
+            throw PipelineError.contextTooSmall(images: images, imageRows: imageRows, promptTokens: promptTokens,
+                                                answerTokens: answerTokens, needed: needed, contextLength: contextLength)
+        }
     }
 }

@@ -35,6 +35,13 @@ public final class AnsweringModel: @unchecked Sendable {
 
     /// Positions the model accepts (`max_position_embeddings`).
     public var contextLength: Int { engine.text.maxPositionEmbeddings }
+
+    /// Cache rows one image takes, from the settings alone (k in `voco` mode, 1 in `avgpool`,
+    /// BOS + prefix + patches in `full`); `nil` for a text-only model.
+    public var rowsPerImage: Int? { engine.compressionLayout(mode: settings.mode)?.kept.count }
+
+    /// Position of an image's first cache row in its compression pass.
+    var firstCachePosition: Int { engine.compressionLayout(mode: settings.mode)?.kept.lowerBound ?? 0 }
 }
 
 // MARK: - Where the bundled model lives

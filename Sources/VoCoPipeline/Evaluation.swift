@@ -122,12 +122,28 @@ extension AnsweringModel {
     public func evaluate(_ split: EvaluationSplit, maxNewTokens: Int = 8, batchSize: Int = 16,
                          progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationReport {
         let start = Date()
+        let caches = try caches(of: split, batchSize: batchSize)
+        var report = try evaluate(split, caches: caches, maxNewTokens: maxNewTokens, progress: progress)
+        report.seconds = Date().timeIntervalSince(start)
+        return report
+    }
+
+    /// The cache of every distinct image of `split`, by its path (`split.imagePath`); empty for a
+    /// text-only model.
+    public func caches(of split: EvaluationSplit, batchSize: Int = 16) throws -> [String: VoCoCache] {
+        guard engine.vision != nil else { return [:] }
+        var seen = Set<String>()
+        let paths = split.questions.flatMap(\.images).map(split.imagePath).filter { seen.insert($0).inserted }
         var caches: [String: VoCoCache] = [:]
-        if engine.vision != nil {
-            var seen = Set<String>()
-            let paths = split.questions.flatMap(\.images).map(split.imagePath).filter { seen.insert($0).inserted }
-            for (path, image) in zip(paths, try compress(imagePaths: paths, batchSize: batchSize)) { caches[path] = image.cache }
-        }
+        for (path, image) in zip(paths, try compress(imagePaths: paths, batchSize: batchSize)) { caches[path] = image.cache }
+        return caches
+    }
+
+    /// Answers every question of `split` greedily over the given caches (by image path, as
+    /// `caches(of:)` makes them): the query pass alone.
+    public func evaluate(_ split: EvaluationSplit, caches: [String: VoCoCache], maxNewTokens: Int = 8,
+                         progress: ((Int, Int) -> Void)? = nil) throws -> EvaluationReport {
+        let start = Date()
         var accuracy: [String: Score] = [:]
         var predictions: [String: Prediction] = [:]
         let options = GenerationOptions(maxNewTokens: maxNewTokens)

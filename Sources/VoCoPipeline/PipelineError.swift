@@ -6,6 +6,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
     case textOnlyModel(path: String)
     case preprocessorMismatch(path: String, image: String, produced: [Int], towerExpects: Int)
     case contextTooSmall(images: Int, imageRows: Int, promptTokens: Int, answerTokens: Int, needed: Int, contextLength: Int)
+    /// More images than the model was trained to read at once (`voco.max_images`).
+    case tooManyImages(path: String, images: Int, maximum: Int)
     case emptyQuestion
     case invalidSplit(path: String, line: Int, reason: String)
     /// A cache that cannot pass between the engine and the store.
@@ -22,7 +24,9 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
         case let .preprocessorMismatch(path, image, produced, size):
             return "\(image): preprocessing with \(path)/preprocessor_config.json gives \(produced[0])x\(produced[1]) pixels but the vision tower takes \(size)x\(size); the model directory's preprocessor_config.json does not fit its config.json"
         case let .contextTooSmall(images, rows, prompt, answer, needed, context):
-            return "\(images) image(s) (\(rows) cache rows) + \(prompt) prompt tokens + up to \(answer) answer tokens need \(needed) positions, but the model's context is \(context) (max_position_embeddings); ask about fewer images or allow fewer answer tokens"
+            return "\(images) image(s) (\(rows == .max ? "too many" : "\(rows)") cache rows) + \(prompt) prompt tokens + up to \(answer) answer tokens need \(needed == .max ? "more" : "\(needed)") positions, but the model's context is \(context) (max_position_embeddings); ask about fewer images or allow fewer answer tokens"
+        case let .tooManyImages(path, images, maximum):
+            return "\(images) images, but \(path) was trained to read at most \(maximum) at once (voco.max_images in config.json): its answer over more would not be reliable"
         case .emptyQuestion:
             return "the question is empty"
         case let .invalidSplit(path, line, reason):

@@ -27,6 +27,8 @@ public struct StoreOptions: Sendable {
 /// only, never to a backend. Safe to share between threads.
 public final class CacheStore: @unchecked Sendable {
     public let backend: any StoreBackend
+    /// Model references verified so far (StoreReferences.swift).
+    let references = ReferenceCache()
 
     public init(backend: any StoreBackend) {
         self.backend = backend
@@ -61,7 +63,11 @@ public final class CacheStore: @unchecked Sendable {
         if let mismatch = descriptor.mismatch(layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim) {
             throw StoreError.invalidTensors(image: image, reason: mismatch)
         }
-        let bytes = try RecordCoder.encode(kv, model: descriptor.fingerprint, image: image, dtype: try descriptor.valueType(), settings: codec)
+        // A relative codec: against the model's reference, or self-contained at 8 bits until the
+        // store holds the records the reference is made of (StoreReferences.swift).
+        let reference = codec.relative ? try referenceForWriting(descriptor) : nil
+        let bytes = try RecordCoder.encode(kv, model: descriptor.fingerprint, image: image, dtype: try descriptor.valueType(),
+                                           settings: codec.relative && reference == nil ? codec.calibration : codec, reference: reference)
         return EncodedRecord(key: RecordKey(model: descriptor.fingerprint, image: image, codec: codec.codec), bytes: bytes)
     }
 

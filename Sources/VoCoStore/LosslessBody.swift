@@ -5,14 +5,13 @@ import SafeTensors
 enum BodyLayout {
     /// The decompressed body length a header implies, or nil when it overflows.
     static func length(of h: RecordHeader) -> Int? {
-        length(codec: h.codec, dtype: h.dtype, layers: h.layers, tokens: h.tokens, channels: h.channels, groupSize: h.groupSize)
-    }
-
-    static func length(codec: RecordCodec, dtype: ValueType, layers: Int, tokens: Int, channels: Int, groupSize: Int) -> Int? {
-        let (rows, o1) = layers.multipliedReportingOverflow(by: 2 * tokens)  // K and V rows
-        let (elements, o2) = rows.multipliedReportingOverflow(by: channels)
-        guard !o1, !o2, elements <= 1 << 38 else { return nil }
-        switch codec {
+        // Header fields are up to 32 bits each: every product is checked before it is used.
+        let (channels, o1) = h.kvHeads.multipliedReportingOverflow(by: h.headDim)
+        let (rows, o2) = h.layers.multipliedReportingOverflow(by: 2 * h.tokens)  // K and V rows
+        let (elements, o3) = rows.multipliedReportingOverflow(by: channels)
+        guard !o1, !o2, !o3, elements <= 1 << 38 else { return nil }
+        let (tokens, layers, groupSize, dtype) = (h.tokens, h.layers, h.groupSize, h.dtype)
+        switch h.codec {
         case .shuffleZstd, .zstd:
             return elements * dtype.size
         case .int8:
@@ -22,6 +21,10 @@ enum BodyLayout {
             guard groupSize > 0 else { return nil }
             let groups = (channels + groupSize - 1) / groupSize
             return rows * ((channels + 1) / 2) + rows * groups * 4
+        case .hq:
+            // a u16 per (row, head), then the key codes and the value codes, each stream byte-padded
+            return 2 * rows * h.kvHeads + HadamardBody.streamLength(elements / 2, bits: h.keyBits)
+                + HadamardBody.streamLength(elements / 2, bits: h.valueBits)
         }
     }
 }

@@ -147,7 +147,7 @@ enum Q4Body {
     }
 }
 
-private func requireFinite(_ kv: KVTensors) throws {
+func requireFinite(_ kv: KVTensors) throws {
     for (name, buffer) in [("keys", kv.keys), ("values", kv.values)] {
         if let i = buffer.firstIndex(where: { !$0.isFinite }) {
             throw RecordProblem("\(name)[\(i)] is \(buffer[i]); the lossy codecs need finite values (use a lossless codec)")

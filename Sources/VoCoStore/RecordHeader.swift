@@ -12,6 +12,9 @@ public enum RecordCodec: UInt8, CaseIterable, Sendable {
     case int8 = 3
     /// 4-bit asymmetric quantisation in groups of `groupSize` channels per row, then zstd.
     case q4 = 4
+    /// Per head: a Walsh-Hadamard rotation where it lowers the error, then `keyBits`/`valueBits`
+    /// symmetric codes with one bfloat16 step per (row, head); zstd only when it shrinks them.
+    case hq = 5
 
     public var name: String {
         switch self {
@@ -19,6 +22,7 @@ public enum RecordCodec: UInt8, CaseIterable, Sendable {
         case .zstd: return "zstd"
         case .int8: return "int8"
         case .q4: return "q4"
+        case .hq: return "hq"
         }
     }
 
@@ -56,10 +60,12 @@ public enum ValueType: UInt8, CaseIterable, Sendable {
     public var size: Int { dtype.size }
 }
 
-// MARK: - The fixed 128-byte header
+// MARK: - The header: format 1 (fixed, 128 bytes) or 2 (compact, CompactHeader.swift)
 
-/// Everything needed to check and decode a record, at fixed little-endian offsets.
-/// A record is `header (128) || payload (payloadLength) || SHA-256 of both (32)`.
+/// Everything needed to check and decode a record. Format 1 is
+/// `header (128) || payload (payloadLength) || SHA-256 of both (32)`, with the model and image
+/// digests inside; format 2 is `compact header || payload || checksum (16)`, whose checksum binds
+/// the model and image of the record's key instead of repeating them.
 public struct RecordHeader: Equatable, Sendable {
     public static let magic: [UInt8] = Array("VOCOKVR\n".utf8)
     public static let formatVersion: UInt16 = 1
@@ -68,9 +74,12 @@ public struct RecordHeader: Equatable, Sendable {
     static let flagKeysBeforeRoPE: UInt8 = 1
     static let checksumSHA256: UInt8 = 1
 
+    /// 1 or 2 (`CompactHeader.formatVersion`).
+    public var format: Int
     public var codec: RecordCodec
     public var dtype: ValueType
     public var keysBeforeRoPE: Bool
+    /// Format 2 does not hold these: they come from the record's key (the checksum binds them).
     public var model: Digest
     public var image: Digest
     public var layers: Int
@@ -80,17 +89,62 @@ public struct RecordHeader: Equatable, Sendable {
     public var firstPosition: Int
     /// q4: channels per quantisation group; 0 for the other codecs.
     public var groupSize: Int
-    /// Bytes after zstd decompression.
+    /// hq: bits per key code and per value code; 0 for the other codecs.
+    public var keyBits: Int
+    public var valueBits: Int
+    /// Bytes of the body (the payload after zstd decompression, or the payload itself).
     public var bodyLength: Int
-    /// Bytes stored between header and checksum (one zstd frame).
+    /// Bytes stored between header and checksum.
     public var payloadLength: Int
+    /// Whether the payload is one zstd frame (always in format 1) or the body itself.
+    public var payloadIsZstd: Bool
+    /// Where the payload starts: 128 in format 1, the compact header's length in format 2.
+    public var headerLength: Int
+    /// Format 2, hq only: the first 4 bytes of the digest of the model's reference the record's
+    /// values are relative to (ModelReference.swift); nil for a self-contained record.
+    public var referenceTag: [UInt8]?
+
+    init(format: Int = 1, codec: RecordCodec, dtype: ValueType, keysBeforeRoPE: Bool, model: Digest, image: Digest,
+         layers: Int, kvHeads: Int, headDim: Int, tokens: Int, firstPosition: Int, groupSize: Int = 0,
+         keyBits: Int = 0, valueBits: Int = 0, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
+         headerLength: Int = RecordHeader.length, referenceTag: [UInt8]? = nil) {
+        self.format = format
+        self.codec = codec
+        self.dtype = dtype
+        self.keysBeforeRoPE = keysBeforeRoPE
+        self.model = model
+        self.image = image
+        self.layers = layers
+        self.kvHeads = kvHeads
+        self.headDim = headDim
+        self.tokens = tokens
+        self.firstPosition = firstPosition
+        self.groupSize = groupSize
+        self.keyBits = keyBits
+        self.valueBits = valueBits
+        self.bodyLength = bodyLength
+        self.payloadLength = payloadLength
+        self.payloadIsZstd = payloadIsZstd
+        self.headerLength = headerLength
+        self.referenceTag = referenceTag
+    }
+
+    /// Whether the record holds its values minus its model's reference.
+    public var isRelative: Bool { referenceTag != nil }
 
     public var channels: Int { kvHeads * headDim }
-    public var recordLength: Int { Self.length + payloadLength + Self.checksumLength }
+    /// 32 (SHA-256) in format 1, 16 in format 2.
+    public var checksumLength: Int { format == 1 ? Self.checksumLength : CompactHeader.checksumLength }
+    public var recordLength: Int { headerLength + payloadLength + checksumLength }
     /// The values at their original dtype: layers * 2 * tokens * channels * dtype size.
     public var rawLength: Int { layers * 2 * tokens * channels * dtype.size }
 
+    /// The header's bytes in its format.
     func encoded() -> [UInt8] {
+        format == 1 ? encodedFormat1() : CompactHeader.encode(self)
+    }
+
+    private func encodedFormat1() -> [UInt8] {
         var out = [UInt8](repeating: 0, count: Self.length)
         func put<T: FixedWidthInteger>(_ value: T, at offset: Int) {
             withUnsafeBytes(of: value.littleEndian) { for (i, b) in $0.enumerated() { out[offset + i] = b } }
@@ -117,8 +171,25 @@ public struct RecordHeader: Equatable, Sendable {
 
     /// Parses and checks the header at the start of `record` (the whole stored value): magic,
     /// version, known ids, positive shapes, and the record length that the header implies.
-    /// Throws the reason as a `RecordProblem`.
+    /// A format 2 record holds no digests: its `model` and `image` are all zeros here (use
+    /// `decode(_:model:image:)` with the record's key). Throws the reason as a `RecordProblem`.
     static func decode(_ record: UnsafeRawBufferPointer) throws -> RecordHeader {
+        if CompactHeader.isCompact(record) {
+            return try CompactHeader.decode(record, model: Digest(unchecked: Array(repeating: 0, count: 32)),
+                                            image: Digest(unchecked: Array(repeating: 0, count: 32)))
+        }
+        return try decodeFormat1(record)
+    }
+
+    /// The header of a record stored under `model` and `image` (its key): format 1 as it is
+    /// written (`RecordCoder` checks that it names them), format 2 with them (its checksum,
+    /// checked by `RecordCoder`, binds them).
+    static func decode(_ record: UnsafeRawBufferPointer, model: Digest, image: Digest) throws -> RecordHeader {
+        if CompactHeader.isCompact(record) { return try CompactHeader.decode(record, model: model, image: image) }
+        return try decodeFormat1(record)
+    }
+
+    private static func decodeFormat1(_ record: UnsafeRawBufferPointer) throws -> RecordHeader {
         guard record.count >= Self.length + Self.checksumLength else {
             throw RecordProblem("record is \(record.count) bytes, shorter than header and checksum (\(Self.length + Self.checksumLength))")
         }
@@ -141,7 +212,7 @@ public struct RecordHeader: Equatable, Sendable {
         }
         guard bodyLength <= 1 << 40 else { throw RecordProblem("body length \(bodyLength) is implausible") }
         let header = RecordHeader(
-            codec: codec, dtype: dtype, keysBeforeRoPE: record[14] & Self.flagKeysBeforeRoPE != 0,
+            format: 1, codec: codec, dtype: dtype, keysBeforeRoPE: record[14] & Self.flagKeysBeforeRoPE != 0,
             model: Digest(unchecked: Array(record[16..<48])), image: Digest(unchecked: Array(record[48..<80])),
             layers: u32(80), kvHeads: u32(84), headDim: u32(88), tokens: u32(92),
             firstPosition: u32(96), groupSize: u32(100),
@@ -153,6 +224,7 @@ public struct RecordHeader: Equatable, Sendable {
         guard (codec == .q4) == (header.groupSize > 0) else {
             throw RecordProblem("group size \(header.groupSize) does not fit codec \(codec.name)")
         }
+        guard codec != .hq else { throw RecordProblem("codec hq is only written in format 2") }
         guard let expected = BodyLayout.length(of: header), expected == header.bodyLength else {
             throw RecordProblem("body length \(header.bodyLength) does not match the shape and codec")
         }
@@ -160,10 +232,11 @@ public struct RecordHeader: Equatable, Sendable {
     }
 }
 
-/// A reason a record is refused; wrapped into `StoreError.corruptRecord` with the key.
-struct RecordProblem: Error {
-    let reason: String
+/// A reason a record is refused; the store wraps it into `StoreError.corruptRecord` with the key.
+public struct RecordProblem: Error, CustomStringConvertible {
+    public let reason: String
     init(_ reason: String) { self.reason = reason }
+    public var description: String { "record refused: \(reason)" }
 }
 
 // MARK: - As JSON (Schemas/record-header.schema.json)
@@ -172,17 +245,22 @@ extension RecordHeader: Encodable {
     enum CodingKeys: String, CodingKey {
         case magic, formatVersion, headerLength, codec, dtype, keysBeforeRoPE, checksum
         case model, image, layers, kvHeads, headDim, tokens, firstPosition, groupSize, bodyLength, payloadLength
+        case keyBits, valueBits, payload, reference
     }
 
+    /// Format 1 gives the fields at their offsets; format 2 adds how the payload is stored and,
+    /// for hq, the bit widths and the reference tag of a relative record (its model and image
+    /// are those of the key it was read under).
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(String(decoding: Self.magic, as: UTF8.self), forKey: .magic)
-        try c.encode(Self.formatVersion, forKey: .formatVersion)
-        try c.encode(Self.length, forKey: .headerLength)
+        let compact = format == CompactHeader.formatVersion
+        try c.encode(String(decoding: compact ? CompactHeader.magic : Self.magic, as: UTF8.self), forKey: .magic)
+        try c.encode(format, forKey: .formatVersion)
+        try c.encode(headerLength, forKey: .headerLength)
         try c.encode(codec.name, forKey: .codec)
         try c.encode(dtype.name, forKey: .dtype)
         try c.encode(keysBeforeRoPE, forKey: .keysBeforeRoPE)
-        try c.encode("sha256", forKey: .checksum)
+        try c.encode(compact ? CompactHeader.checksumName : "sha256", forKey: .checksum)
         try c.encode(model, forKey: .model)
         try c.encode(image, forKey: .image)
         try c.encode(layers, forKey: .layers)
@@ -193,5 +271,13 @@ extension RecordHeader: Encodable {
         try c.encode(groupSize, forKey: .groupSize)
         try c.encode(bodyLength, forKey: .bodyLength)
         try c.encode(payloadLength, forKey: .payloadLength)
+        if compact {
+            try c.encode(payloadIsZstd ? "zstd" : "raw", forKey: .payload)
+            if codec == .hq {
+                try c.encode(keyBits, forKey: .keyBits)
+                try c.encode(valueBits, forKey: .valueBits)
+            }
+            if let referenceTag { try c.encode(ModelReference.hex(referenceTag), forKey: .reference) }
+        }
     }
 }

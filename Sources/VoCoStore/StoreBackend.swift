@@ -29,6 +29,25 @@ public protocol RecordWriting: RecordReading {
     @discardableResult func deleteRecord(_ key: RecordKey) throws -> Bool
     /// Deletes an entry of the records namespace by its raw key (a key that does not parse).
     @discardableResult func deleteRawRecord(_ key: [UInt8]) throws -> Bool
+    /// Deletes many (gc); returns how many existed. A backend with round trips sends them together.
+    @discardableResult func deleteRawRecords(_ keys: [[UInt8]]) throws -> Int
+    /// Puts a record only where its key holds none; returns whether it did. Used for model
+    /// references, which are never replaced. The default checks, then puts: atomic inside an
+    /// LMDB write transaction; a backend whose writes are call by call (a cluster) overrides it
+    /// with an atomic put-if-absent (Redis: SET NX).
+    func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool
+}
+
+extension RecordWriting {
+    public func deleteRawRecords(_ keys: [[UInt8]]) throws -> Int {
+        try keys.reduce(0) { $0 + (try deleteRawRecord($1) ? 1 : 0) }
+    }
+
+    public func putRecordIfAbsent(_ key: RecordKey, _ bytes: [UInt8]) throws -> Bool {
+        if try hasRecord(key) { return false }
+        try putRecord(key, bytes)
+        return true
+    }
 }
 
 /// Reads of the catalog: models, images, collections, and the weight-hash cache.
@@ -56,6 +75,8 @@ public protocol CatalogWriting: CatalogReading {
     func putModel(_ descriptor: ModelDescriptor) throws
     func putImage(_ digest: Digest, _ info: ImageInfo) throws
     @discardableResult func deleteImage(_ digest: Digest) throws -> Bool
+    /// Deletes many image entries (gc); returns how many existed.
+    @discardableResult func deleteImages(_ digests: [Digest]) throws -> Int
     /// Appends images to a collection in the given order, skipping those already in it (and
     /// repeats within `images`); returns each image's ordinal. Atomic on every backend: two
     /// writers appending to one collection never duplicate an image or reuse an ordinal.
@@ -65,6 +86,12 @@ public protocol CatalogWriting: CatalogReading {
     func cacheFileHash(_ entry: FileHashEntry) throws
     /// Deletes one raw entry of a namespace (for repairing what verify found).
     @discardableResult func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool
+}
+
+extension CatalogWriting {
+    public func deleteImages(_ digests: [Digest]) throws -> Int {
+        try digests.reduce(0) { $0 + (try deleteImage($1) ? 1 : 0) }
+    }
 }
 
 /// The catalog's namespaces (LMDB: named databases), as verify and stats see them.
@@ -96,11 +123,15 @@ public protocol StoreBackend: AnyObject, Sendable {
     func checkStructure() throws -> [VerifyFailure]
     /// Sizes as the backend reports them, for stats (e.g. LMDB's map size and bytes used).
     func storageFigures() -> [String: Int]
+    /// The backend `verify` walks: one that reports damage instead of crashing on it (LMDB:
+    /// its own pages read by a checking reader). By default the backend itself.
+    func verifyingBackend() throws -> any StoreBackend
 }
 
 extension StoreBackend {
     public func checkStructure() throws -> [VerifyFailure] { [] }
     public func storageFigures() -> [String: Int] { [:] }
+    public func verifyingBackend() throws -> any StoreBackend { self }
 }
 
 // MARK: - The ingest job queue
@@ -117,12 +148,18 @@ public struct JobID: Hashable, Comparable, Codable, Sendable, CustomStringConver
         try c.encode(rawValue)
     }
 
-    /// Numeric ids sort as numbers, others bytewise.
+    /// Numeric ids (LMDB's `12`, a stream's `1700000000000-3`) sort as numbers, part by part;
+    /// others bytewise.
     public static func < (a: JobID, b: JobID) -> Bool {
-        if a.rawValue.count != b.rawValue.count, a.rawValue.allSatisfy(\.isNumber), b.rawValue.allSatisfy(\.isNumber) {
-            return a.rawValue.count < b.rawValue.count
-        }
+        if let x = a.numericParts, let y = b.numericParts { return x.lexicographicallyPrecedes(y) }
         return a.rawValue < b.rawValue
+    }
+
+    private var numericParts: [UInt64]? {
+        let parts = rawValue.split(separator: "-", omittingEmptySubsequences: false)
+        guard parts.count <= 2 else { return nil }
+        let numbers = parts.compactMap { $0.allSatisfy(\.isASCII) ? UInt64($0) : nil }
+        return numbers.count == parts.count ? numbers : nil
     }
 }
 

@@ -7,8 +7,16 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, LocalizedErro
     /// The file system (or server) holding the store has no room left; nothing of the failed
     /// write was kept.
     case diskFull(path: String, operation: String)
+    /// A file-size limit (`ulimit -f`) stops the store's file from growing; nothing of the
+    /// failed write was kept.
+    case fileSizeLimit(path: String, operation: String, limit: Int)
     /// The store fails verification, so an operation that relies on its structure refuses to run.
     case damaged(path: String, failures: Int, first: String)
+    /// A page of the store's file is damaged (the backend has no page checksums, so this is
+    /// found by checking each page's structure as it is read); the read was refused.
+    case damagedPage(path: String, database: String, page: UInt64?, reason: String)
+    /// Another process uses the store in a way that makes opening it here unsafe.
+    case storeInUse(path: String, reason: String)
     /// There is no store at `path` and it was opened without `create`.
     case noStore(path: String)
     /// Something that is not a VoCo store (e.g. an LMDB environment without its metadata).
@@ -44,6 +52,13 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, LocalizedErro
             return "\(path): \(operation) failed: \(reason)"
         case let .diskFull(path, operation):
             return "\(path): no space left on the device while \(operation); nothing of this write was kept (free space, then try again)"
+        case let .fileSizeLimit(path, operation, limit):
+            return "\(path): the file-size limit of this process (ulimit -f: \(limit) bytes) stops the store from growing while \(operation); nothing of this write was kept (raise the limit, then try again)"
+        case let .damagedPage(path, database, page, reason):
+            let place = [page.map { "page \($0)" }, database.isEmpty ? nil : "the \(database) database"].compactMap { $0 }.joined(separator: " of ")
+            return "\(path): the store's file is damaged: \(place.isEmpty ? "" : place + ": ")\(reason); run voco inspect verify, and voco inspect salvage to copy what is intact into a new store"
+        case let .storeInUse(path, reason):
+            return "\(path): \(reason)"
         case let .damaged(path, failures, first):
             return "\(path): the store fails verification (\(failures) problem(s), first: \(first)); run voco inspect verify, and salvage what verifies into a new store"
         case let .noStore(path):
@@ -66,7 +81,8 @@ public enum StoreError: Error, Equatable, CustomStringConvertible, LocalizedErro
             return "image \(image.hex): cannot store this cache: \(reason)"
         case let .corruptRecord(path, key, image, reason):
             let imageText = image.map { " (image \($0.hex))" } ?? ""
-            return "\(path): record \(key)\(imageText) refused: \(reason); delete it (or run voco inspect verify) and ingest the image again"
+            let remove = image.map { "voco inspect rm-record \($0.hex)" + (key.count >= 64 ? " --model \(key.prefix(64))" : "") } ?? "voco inspect rm-record --key \(key)"
+            return "\(path): record \(key)\(imageText) refused: \(reason); delete it (\(remove)) and ingest the image again"
         case let .corruptEntry(path, database, key, reason):
             return "\(path): \(database) entry \(key) is unreadable: \(reason)"
         case let .invalidArgument(reason):

@@ -18,6 +18,8 @@ public struct StoreStats: Codable, Equatable, Sendable {
     public var schemaVersion: Int
     public var codec: String
     public var records: Int
+    /// Model references (records relative to them are counted in `records`).
+    public var references: Int
     public var images: Int
     public var collections: Int
     public var collectionMembers: Int
@@ -35,12 +37,17 @@ extension CacheStore {
     public func stats() throws -> StoreStats {
         try read { txn in
             var perCodec: [RecordCodec: StoreStats.CodecStats] = [:]
+            var references = 0  // model references are counted apart from image records
             try txn.scanRecords { summary in
+                if summary.key.isReference {
+                    references += 1
+                    return true
+                }
                 let codec = summary.key.codec
                 var entry = perCodec[codec] ?? .init(codec: codec.name, records: 0, rawBytes: 0, storedBytes: 0, ratio: 0)
                 entry.records += 1
-                entry.rawBytes += summary.header.rawLength
-                entry.storedBytes += summary.storedBytes
+                entry.rawBytes = entry.rawBytes.addingSaturating(summary.header.rawLength)
+                entry.storedBytes = entry.storedBytes.addingSaturating(summary.storedBytes)
                 perCodec[codec] = entry
                 return true
             }
@@ -49,12 +56,12 @@ extension CacheStore {
                 entry.ratio = ratio(entry.rawBytes, entry.storedBytes)
                 return entry
             }
-            let raw = codecs.reduce(0) { $0 + $1.rawBytes }, stored = codecs.reduce(0) { $0 + $1.storedBytes }
+            let raw = codecs.reduce(0) { $0.addingSaturating($1.rawBytes) }, stored = codecs.reduce(0) { $0.addingSaturating($1.storedBytes) }
             let t = txn.readTransaction
             let figures = backend.storageFigures()
             return StoreStats(
                 path: location, schemaVersion: figures["schemaVersion"] ?? 0, codec: codec.description,
-                records: try t.recordCount(), images: try t.count(.images),
+                records: try t.recordCount() - references, references: references, images: try t.count(.images),
                 collections: try t.collections().count, collectionMembers: try t.count(.collections),
                 models: try t.models().count, jobs: try jobs.counts().total,
                 rawBytes: raw, storedBytes: stored, ratio: ratio(raw, stored), perCodec: codecs,
@@ -64,6 +71,14 @@ extension CacheStore {
 }
 
 private func ratio(_ raw: Int, _ stored: Int) -> Double { stored == 0 ? 0 : Double(raw) / Double(stored) }
+
+extension Int {
+    /// Sums of sizes a damaged store may make huge: they stop at `Int.max` instead of trapping.
+    func addingSaturating(_ other: Int) -> Int {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? (other > 0 ? .max : .min) : sum
+    }
+}
 
 // MARK: - Verify
 
@@ -96,6 +111,8 @@ extension CacheStore {
     /// entry and a record of its image present, every record's image entry present, and what
     /// the backend can check of its own (entry counts). One snapshot where the backend has them.
     public func verify() throws -> VerifyReport {
+        let checked = try backend.verifyingBackend()
+        if checked !== backend { return try CacheStore(backend: checked).verify() }
         var report = try read { txn in
             var report = VerifyReport(recordsChecked: 0, entriesChecked: 0, failures: [])
             var recordImages = Set<Digest>()
@@ -149,7 +166,7 @@ extension CacheStore {
                     report.failures.append(VerifyFailure(database: "collections", key: member.key, image: member.image.hex, reason: "the member's image has no record"))
                 }
             }
-            for image in recordImages.subtracting(imageEntries).sorted() {
+            for image in recordImages.subtracting(imageEntries).sorted() where image != ModelReference.image {
                 report.failures.append(VerifyFailure(database: "records", key: image.hex, image: image.hex, reason: "records of this image exist but its images entry does not"))
             }
             return report
@@ -173,7 +190,8 @@ public struct GCReport: Codable, Equatable, Sendable {
 }
 
 extension CacheStore {
-    /// Drops every record and image entry whose image no collection refers to, in one write
+    /// Drops every record and image entry whose image no collection refers to (model references
+    /// stay: StoreReferences.swift), in one write
     /// transaction (or, with `dryRun`, only counts them). Refuses to run on a store that does
     /// not verify: a damaged collection entry would make intact records look unreferenced.
     public func gc(dryRun: Bool = false) throws -> GCReport {
@@ -191,16 +209,16 @@ extension CacheStore {
             var bytes = 0
             var records: [[UInt8]] = [], images: [Digest] = []
             try txn.readTransaction.scanRecords(model: nil) { k, v in
-                if let key = RecordKey(k), !referenced.contains(key.image) {
+                if let key = RecordKey(k), !key.isReference, !referenced.contains(key.image) {
                     records.append(Array(k))
-                    bytes += v.count
+                    bytes = bytes.addingSaturating(v.count)
                 }
                 return true
             }
             try txn.readTransaction.scanCatalog(.images) { k, v in
                 if let digest = Digest(k), !referenced.contains(digest) {
                     images.append(digest)
-                    bytes += v.count
+                    bytes = bytes.addingSaturating(v.count)
                 }
                 return true
             }
@@ -209,8 +227,8 @@ extension CacheStore {
         if dryRun { return try read { try body($0).0 } }
         return try write { txn in
             let (report, records, images) = try body(txn)
-            for key in records { try txn.transaction.deleteRawRecord(key) }
-            for digest in images { try txn.transaction.deleteImage(digest) }
+            try txn.transaction.deleteRawRecords(records)
+            try txn.transaction.deleteImages(images)
             return report
         }
     }

@@ -44,11 +44,19 @@ extension StoreReads {
         try readTransaction.hasRecord(RecordKey(model: model, image: image, codec: store.codec.codec))
     }
 
-    /// Checks a stored record completely (checksum, header against key and model, body) and decodes it.
+    /// Checks a stored record completely (checksum, header against key and model, body) and
+    /// decodes it. The header is checked against the model before anything is decompressed, so
+    /// a hostile header cannot make it allocate more than the model's shapes need.
     public func decodeChecked(_ bytes: UnsafeRawBufferPointer, key: RecordKey) throws -> (RecordHeader, KVTensors) {
         do {
-            let (header, kv) = try RecordCoder.decode(bytes)
-            try checkHeader(header, key: key)
+            // The header against the key and the model first (format 2 headers are read with the
+            // key's model and image, which their checksum binds): nothing is decompressed for a
+            // record whose shapes are not the model's. A record relative to its model's reference
+            // is decoded against the one it names.
+            let parsed = try RecordHeader.decode(bytes, model: key.model, image: key.image)
+            try checkHeader(parsed, key: key)
+            let reference = parsed.isRelative ? try reference(named: parsed.referenceTag, key: key) : nil
+            let (header, kv) = try RecordCoder.decode(bytes, model: key.model, image: key.image, reference: reference)
             return (header, kv)
         } catch let problem as RecordProblem {
             throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
@@ -62,6 +70,9 @@ extension StoreReads {
         }
         guard h.image == key.image else { throw RecordProblem("the header names image \(h.image.hex)") }
         guard h.codec == key.codec else { throw RecordProblem("the header names codec \(h.codec.name), the key \(key.codec.name)") }
+        guard !key.isReference || h.codec == ModelReference.settings.codec else {
+            throw RecordProblem("a model reference must be a \(ModelReference.settings.codec.name) record, not \(h.codec.name)")
+        }
         guard let descriptor = try model(key.model) else {
             throw RecordProblem("its model \(key.model.hex) is not registered in the store")
         }
@@ -81,7 +92,7 @@ extension StoreReads {
                 throw StoreError.corruptRecord(path: path, key: Digest.hexString(k), image: nil, reason: "the key is not model + image + codec")
             }
             let header: RecordHeader
-            do { header = try RecordHeader.decode(v) } catch let problem as RecordProblem {
+            do { header = try RecordHeader.decode(v, model: key.model, image: key.image) } catch let problem as RecordProblem {
                 throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
             }
             return try body(RecordSummary(key: key, header: header, storedBytes: v.count))
@@ -120,11 +131,13 @@ public struct StoreWriter: StoreReads {
         self.store = store
     }
 
-    /// Stores an encoded record; its model must be registered.
+    /// Stores an encoded record; its model must be registered. A model's reference record is
+    /// only put where the model has none (or the same one): it is never replaced.
     public func put(_ record: EncodedRecord) throws {
         guard try transaction.model(record.key.model) != nil else {
             throw StoreError.modelNotRegistered(path: path, model: record.key.model)
         }
+        if record.key.isReference { return try putReference(record, keepingOther: false) }
         try transaction.putRecord(record.key, record.bytes)
     }
 

@@ -11,22 +11,25 @@ import VoCoStore
 /// - `job_collections`: collection name + 0x00 + id -> empty (a collection's jobs)
 /// and two counters in `meta` (`jobs_done`, `jobs_failed`), so that counting is free.
 final class LMDBJobQueue: JobQueue, @unchecked Sendable {
-    let environment: LMDBEnvironment
-    let db: LMDBStore.Databases
+    let access: LMDBAccess
+    var db: LMDBStore.Databases { access.db }
 
-    init(environment: LMDBEnvironment, db: LMDBStore.Databases) {
-        self.environment = environment
-        self.db = db
+    init(access: LMDBAccess) {
+        self.access = access
     }
 
-    var path: String { environment.path }
+    var path: String { access.path }
 
     // MARK: Enqueue and claim
 
     func enqueue(_ jobs: [IngestJob]) throws -> [JobID] {
         for job in jobs { try CollectionName.validate(job.collection) }
-        return try environment.write { txn in
-            var next = try txn.lastKey(db.jobs, prefix: []).map { k in k.withUnsafeBytes { readBigEndian($0) } + 1 } ?? 1
+        return try access.write { txn in
+            let last = try txn.lastKey(db.jobs, prefix: []).map { k in k.withUnsafeBytes { readBigEndian($0) } } ?? 0
+            guard last < UInt64.max - UInt64(jobs.count) else {
+                throw StoreError.corruptEntry(path: path, database: "jobs", key: String(last), reason: "the last job id leaves no room for new ones")
+            }
+            var next = last + 1
             return try jobs.map { job in
                 var job = job
                 job.state = .queued
@@ -45,7 +48,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
         guard limit > 0 else { return [] }
         let now = Self.milliseconds(Date())
         let until = Date().addingTimeInterval(lease)
-        return try environment.write { txn in
+        return try access.write { txn in
             var ids: [UInt64] = []
             // Running jobs whose lease ended (their worker died), oldest lease first.
             for key in try txn.keys(db.jobLeases) where ids.count < limit {
@@ -75,7 +78,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
 
     func renew(_ ids: [JobID], worker: String, lease: TimeInterval) throws -> [JobID] {
         let until = Date().addingTimeInterval(lease)
-        return try environment.write { txn in
+        return try access.write { txn in
             var lost: [JobID] = []
             for jobID in ids {
                 guard let id = UInt64(jobID.rawValue), var job = try get(txn, id), job.state == .running, job.worker == worker else {
@@ -92,7 +95,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
     }
 
     func finish(_ outcomes: [JobOutcome], worker: String) throws -> [JobID] {
-        try environment.write { txn in
+        try access.write { txn in
             var notHeld: [JobID] = []
             var done = 0, failed = 0
             for outcome in outcomes {
@@ -115,7 +118,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
     }
 
     func release(_ ids: [JobID], worker: String) throws {
-        try environment.write { txn in
+        try access.write { txn in
             for jobID in ids {
                 guard let id = UInt64(jobID.rawValue), var job = try get(txn, id), job.state == .running, job.worker == worker else { continue }
                 try dropLease(txn, id)
@@ -131,23 +134,26 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
 
     func job(_ id: JobID) throws -> IngestJob? {
         guard let n = UInt64(id.rawValue) else { return nil }
-        return try environment.read { try get($0, n) }
+        return try access.read { try get($0, n) }
     }
 
     func jobs(collection: String?, after: JobID?, limit: Int) throws -> [(id: JobID, job: IngestJob)] {
         guard limit > 0 else { return [] }
         let start = after.flatMap { UInt64($0.rawValue) }.map { $0 &+ 1 } ?? 1
-        return try environment.read { txn in
+        return try access.read { txn in
             var out: [(id: JobID, job: IngestJob)] = []
             if let collection {
                 let prefix = CollectionKeys.prefix(collection)
                 try txn.scan(db.jobCollections, prefix: prefix, from: prefix + bigEndianBytes(start)) { k, _ in
+                    guard k.count == prefix.count + 8 else {
+                        throw StoreError.corruptEntry(path: path, database: "job_collections", key: Digest.hexString(k), reason: "not name + 0 + job id")
+                    }
                     let id = readBigEndian(UnsafeRawBufferPointer(rebasing: k[(k.count - 8)...]))
                     if let job = try get(txn, id) { out.append((JobID(String(id)), job)) }
                     return out.count < limit
                 }
             } else {
-                try txn.scan(db.jobs, from: bigEndianBytes(start)) { k, v in
+                try txn.scan(db.jobs, prefix: [], from: bigEndianBytes(start)) { k, v in
                     out.append((JobID(String(readBigEndian(k))), try decode(k, v)))
                     return out.count < limit
                 }
@@ -157,7 +163,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
     }
 
     func counts() throws -> JobCounts {
-        try environment.read { txn in
+        try access.read { txn in
             var counts = JobCounts()
             counts.queued = try txn.count(db.jobQueue)
             counts.running = try txn.count(db.jobLeases)
@@ -172,14 +178,14 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
     static func milliseconds(_ date: Date) -> UInt64 { UInt64(max(0, date.timeIntervalSince1970 * 1000)) }
     static func leaseKey(_ until: Date, _ id: UInt64) -> [UInt8] { bigEndianBytes(milliseconds(until)) + bigEndianBytes(id) }
 
-    private func get(_ txn: Transaction, _ id: UInt64) throws -> IngestJob? {
+    private func get(_ txn: any LMDBKeyValueReads, _ id: UInt64) throws -> IngestJob? {
         let key = bigEndianBytes(id)
-        guard let raw = try txn.get(db.jobs, key) else { return nil }
-        return try key.withUnsafeBytes { try decode($0, raw) }
+        return try txn.withValue(db.jobs, key) { raw in try raw.map { raw in try key.withUnsafeBytes { try decode($0, raw) } } }
     }
 
     private func decode(_ key: UnsafeRawBufferPointer, _ raw: UnsafeRawBufferPointer) throws -> IngestJob {
-        do { return try JSONDecoder().decode(IngestJob.self, from: Data(raw)) } catch {
+        let json = try db.open(raw, key: key, database: "jobs", path: path)
+        do { return try JSONDecoder().decode(IngestJob.self, from: Data(json)) } catch {
             throw StoreError.corruptEntry(path: path, database: "jobs", key: Digest.hexString(key), reason: "not an ingest job: \(error)")
         }
     }
@@ -187,7 +193,7 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
     private func put(_ txn: Transaction, _ id: UInt64, _ job: IngestJob) throws {
         var job = job
         job.updatedAt = Date().ISO8601Format()
-        try txn.put(db.jobs, bigEndianBytes(id), Array(try JSONEncoder.sortedKeys.encode(job)))
+        try txn.putSealed(db.jobs, bigEndianBytes(id), try JSONEncoder.sortedKeys.encode(job))
     }
 
     /// Removes the lease entry of job `id` (running jobs are few: a scan is cheap).
@@ -198,13 +204,20 @@ final class LMDBJobQueue: JobQueue, @unchecked Sendable {
         }
     }
 
-    private func counter(_ txn: Transaction, _ name: String) throws -> Int {
-        guard let raw = try txn.get(db.meta, Array(name.utf8)) else { return 0 }
-        return Int(String(decoding: raw, as: UTF8.self)) ?? 0
+    private func counter(_ txn: any LMDBKeyValueReads, _ name: String) throws -> Int {
+        let key = Array(name.utf8)
+        return try txn.withValue(db.meta, key) { raw in
+            guard let raw else { return 0 }
+            let text = try key.withUnsafeBytes { try db.open(raw, key: $0, database: "meta", path: path) }
+            guard let count = Int(String(decoding: text, as: UTF8.self)), count >= 0 else {
+                throw StoreError.corruptEntry(path: path, database: "meta", key: name, reason: "not a count")
+            }
+            return count
+        }
     }
 
     private func addToCounter(_ txn: Transaction, _ name: String, _ amount: Int) throws {
         guard amount != 0 else { return }
-        try txn.put(db.meta, Array(name.utf8), Array(String(try counter(txn, name) + amount).utf8))
+        try txn.putSealed(db.meta, Array(name.utf8), Data(String(try counter(txn, name) &+ amount).utf8))
     }
 }

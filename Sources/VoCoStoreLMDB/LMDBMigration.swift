@@ -62,4 +62,30 @@ enum LMDBMigration {
             try txn.put(meta, Array("schema_version".utf8), Array("2".utf8))
         }
     }
+
+    // MARK: - Schema 2 -> 3
+
+    /// Version 3 seals the values nothing else checks: every value of `images`, `models` and
+    /// `jobs`, and every `meta` value but `schema_version`, gains its CRC-32C (`ValueSeal`).
+    /// One write transaction, like the upgrade from 1.
+    static func upgradeFromVersion2(_ environment: LMDBEnvironment) throws {
+        try environment.write { txn in
+            func open(_ name: String) throws -> MDB_dbi {
+                var dbi = MDB_dbi()
+                try check(mdb_dbi_open(txn.txn, name, 0, &dbi), path: environment.path, "mdb_dbi_open(\(name))")
+                return dbi
+            }
+            let meta = try open("meta")
+            guard try txn.get(meta, Array("schema_version".utf8)).map({ String(decoding: $0, as: UTF8.self) }) == "2" else { return }
+            for dbi in [try open("images"), try open("models"), try open("jobs"), meta] {
+                var entries: [(key: [UInt8], value: [UInt8])] = []
+                try txn.scan(dbi) { k, v in
+                    if !(dbi == meta && k.elementsEqual("schema_version".utf8)) { entries.append((Array(k), Array(v))) }
+                    return true
+                }
+                for (key, value) in entries { try txn.put(dbi, key, ValueSeal.seal(value, key: key)) }
+            }
+            try txn.put(meta, Array("schema_version".utf8), Array("3".utf8))
+        }
+    }
 }

@@ -2,12 +2,13 @@ import CLMDB
 import Foundation
 import VoCoStore
 
-// MARK: - What only LMDB can check
+// MARK: - What only this backend can check
 
 /// Compares LMDB's own entry count of every database with what a walk finds (a damaged branch
-/// page can hide entries from a walk), and the `members` and job indexes with what they index.
+/// page can hide entries from a walk), checks every sealed value's checksum, and the `members`
+/// and job indexes against what they index.
 struct LMDBStructureCheck {
-    let txn: Transaction
+    let txn: any LMDBKeyValueReads
     let db: LMDBStore.Databases
 
     func run() throws -> [VerifyFailure] {
@@ -17,9 +18,17 @@ struct LMDBStructureCheck {
             ("models", db.models), ("jobs", db.jobs), ("job_queue", db.jobQueue), ("job_leases", db.jobLeases),
             ("job_collections", db.jobCollections), ("meta", db.meta),
         ]
+        let sealed: Set<MDB_dbi> = db.sealed ? [db.images, db.models, db.jobs, db.meta] : []
         for (name, dbi) in named {
             var walked = 0
-            try txn.scan(dbi) { _, _ in walked += 1; return true }
+            try txn.scan(dbi) { k, v in
+                walked += 1
+                if sealed.contains(dbi), !(dbi == db.meta && k.elementsEqual("schema_version".utf8)),
+                   case let .failure(problem) = ValueSeal.open(v, key: k) {
+                    failures.append(VerifyFailure(database: name, key: Digest.hexString(k), reason: problem.reason))
+                }
+                return true
+            }
             let counted = try txn.count(dbi)
             if walked != counted {
                 failures.append(VerifyFailure(database: name, key: "-", reason: "LMDB counts \(counted) entries but a walk of the database finds \(walked): its B-tree is damaged"))
@@ -56,31 +65,67 @@ struct LMDBStructureCheck {
         return failures
     }
 
-    /// Queued and leased ids name existing jobs in that state; every job parses.
+    /// Queued and leased ids name existing jobs in that state (leases by their worker, until
+    /// their lease end), and every job is indexed under its collection and nothing else is.
     private func jobIndexes() throws -> [VerifyFailure] {
         var failures: [VerifyFailure] = []
-        var states: [UInt64: IngestJob.State] = [:]
+        func fail(_ database: String, _ key: UnsafeRawBufferPointer, _ reason: String) {
+            failures.append(VerifyFailure(database: database, key: Digest.hexString(key), reason: reason))
+        }
+        var jobs: [UInt64: IngestJob] = [:]
         try txn.scan(db.jobs) { k, v in
-            guard k.count == 8, let job = try? JSONDecoder().decode(IngestJob.self, from: Data(v)) else {
-                failures.append(VerifyFailure(database: "jobs", key: Digest.hexString(k), reason: "not id -> ingest job"))
+            let json = db.sealed ? try? ValueSeal.open(v, key: k).get() : v
+            guard let json else { return true }  // its checksum failure is reported by run()
+            guard k.count == 8, let job = try? JSONDecoder().decode(IngestJob.self, from: Data(json)) else {
+                fail("jobs", k, "not id -> ingest job")
                 return true
             }
-            states[readBigEndian(k)] = job.state
+            jobs[readBigEndian(k)] = job
             return true
         }
+        var indexed = Set<UInt64>()
         try txn.scan(db.jobQueue) { k, _ in
-            let id = k.count == 8 ? readBigEndian(k) : 0
-            if states[id] != .queued {
-                failures.append(VerifyFailure(database: "job_queue", key: Digest.hexString(k), reason: "queues a job that is not queued"))
-            }
+            if k.count != 8 || jobs[readBigEndian(k)]?.state != .queued { fail("job_queue", k, "queues a job that is not queued") } else { indexed.insert(readBigEndian(k)) }
             return true
         }
-        try txn.scan(db.jobLeases) { k, _ in
-            let id = k.count == 16 ? readBigEndian(UnsafeRawBufferPointer(rebasing: k[8..<16])) : 0
-            if states[id] != .running {
-                failures.append(VerifyFailure(database: "job_leases", key: Digest.hexString(k), reason: "leases a job that is not running"))
+        for (id, job) in jobs where job.state == .queued && !indexed.contains(id) {
+            failures.append(VerifyFailure(database: "job_queue", key: String(id), reason: "queued job \(id) is not in the queue"))
+        }
+        indexed = []
+        let iso = ISO8601DateFormatter()
+        try txn.scan(db.jobLeases) { k, v in
+            guard k.count == 16 else {
+                fail("job_leases", k, "not lease end + job id")
+                return true
             }
+            let id = readBigEndian(UnsafeRawBufferPointer(rebasing: k[8..<16]))
+            let end = Double(readBigEndian(UnsafeRawBufferPointer(rebasing: k[0..<8]))) / 1000
+            guard let job = jobs[id], job.state == .running else {
+                fail("job_leases", k, "leases a job that is not running")
+                return true
+            }
+            if job.worker.map({ !v.elementsEqual($0.utf8) }) ?? true { fail("job_leases", k, "names another worker than its job") }
+            let until = job.leaseUntil.flatMap { iso.date(from: $0) }?.timeIntervalSince1970
+            if until.map({ abs($0 - end) >= 1 }) ?? true { fail("job_leases", k, "ends at another time than its job's lease") }
+            indexed.insert(id)
             return true
+        }
+        for (id, job) in jobs where job.state == .running && !indexed.contains(id) {
+            failures.append(VerifyFailure(database: "job_leases", key: String(id), reason: "running job \(id) has no lease entry"))
+        }
+        indexed = []
+        try txn.scan(db.jobCollections) { k, _ in
+            let id = k.count >= 10 ? readBigEndian(UnsafeRawBufferPointer(rebasing: k[(k.count - 8)...])) : 0
+            guard k.count >= 10, k[k.count - 9] == 0, let job = jobs[id],
+                  k[0..<(k.count - 9)].elementsEqual(job.collection.utf8) else {
+                fail("job_collections", k, "indexes a job that is not in this collection")
+                return true
+            }
+            indexed.insert(id)
+            return true
+        }
+        for id in Set(jobs.keys).subtracting(indexed).sorted() {
+            failures.append(VerifyFailure(database: "job_collections", key: String(id), reason: "job \(id) is not indexed under its collection"))
         }
         return failures
     }

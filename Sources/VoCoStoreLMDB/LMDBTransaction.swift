@@ -1,13 +1,55 @@
 import CLMDB
 import VoCoStore
 
-// MARK: - Get, put, delete, scan inside one transaction
+// MARK: - Reads of one snapshot, by LMDB or by VoCo Store's own page reader
+
+/// What the store's reads need of a snapshot. `Transaction` does it with LMDB; `LMDBSnapshot`
+/// reads the same pages itself, checking each one, for stores that may be damaged.
+protocol LMDBKeyValueReads {
+    var path: String { get }
+    /// Runs `body` with the value under `key` (nil when there is none), valid only inside it.
+    func withValue<T>(_ db: MDB_dbi, _ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T
+    func contains(_ db: MDB_dbi, _ key: [UInt8]) throws -> Bool
+    /// Visits entries in key order, from the first key >= `start`, while keys start with
+    /// `prefix` and `body` returns true.
+    func scan(_ db: MDB_dbi, prefix: [UInt8], from start: [UInt8],
+              _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws
+    func count(_ db: MDB_dbi) throws -> Int
+    func firstKey(_ db: MDB_dbi, atOrAfter start: [UInt8]) throws -> [UInt8]?
+}
+
+extension LMDBKeyValueReads {
+    /// A copy of the value under `key`.
+    func getCopy(_ db: MDB_dbi, _ key: [UInt8]) throws -> [UInt8]? { try withValue(db, key) { $0.map { Array($0) } } }
+
+    func scan(_ db: MDB_dbi, prefix: [UInt8] = [], _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
+        try scan(db, prefix: prefix, from: prefix, body)
+    }
+
+    /// All keys starting with `prefix` (copied), for deleting while not iterating.
+    func keys(_ db: MDB_dbi, prefix: [UInt8] = [], where keep: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool = { _, _ in true }) throws -> [[UInt8]] {
+        var out: [[UInt8]] = []
+        try scan(db, prefix: prefix) { k, v in
+            if try keep(k, v) { out.append(Array(k)) }
+            return true
+        }
+        return out
+    }
+}
+
+// MARK: - Get, put, delete, scan inside one LMDB transaction
 
 /// A transaction handed to a `read` or `write` body. Values returned by `get` and `scan` point
 /// into the map and are valid only until the body returns.
-struct Transaction {
+struct Transaction: LMDBKeyValueReads {
     let txn: OpaquePointer
     let path: String
+
+    func withValue<T>(_ db: MDB_dbi, _ key: [UInt8], _ body: (UnsafeRawBufferPointer?) throws -> T) throws -> T {
+        try body(try get(db, key))
+    }
+
+    func contains(_ db: MDB_dbi, _ key: [UInt8]) throws -> Bool { try get(db, key) != nil }
 
     func get(_ db: MDB_dbi, _ key: [UInt8]) throws -> UnsafeRawBufferPointer? {
         var value = MDB_val()
@@ -46,13 +88,7 @@ struct Transaction {
         return true
     }
 
-    /// Visits entries in key order, starting at the first key >= `prefix` (or >= `start`) and
-    /// stopping when a key no longer starts with `prefix` or `body` returns false.
-    func scan(_ db: MDB_dbi, prefix: [UInt8] = [], _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
-        try scan(db, prefix: prefix, from: prefix, body)
-    }
-
-    func scan(_ db: MDB_dbi, prefix: [UInt8] = [], from start: [UInt8],
+    func scan(_ db: MDB_dbi, prefix: [UInt8], from start: [UInt8],
               _ body: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool) throws {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")
@@ -72,23 +108,12 @@ struct Transaction {
         if rc != MDB_NOTFOUND { try check(rc, path: path, "mdb_cursor_get") }
     }
 
-    /// All keys starting with `prefix` (copied), for deleting while not iterating.
-    func keys(_ db: MDB_dbi, prefix: [UInt8] = [], where keep: (_ key: UnsafeRawBufferPointer, _ value: UnsafeRawBufferPointer) throws -> Bool = { _, _ in true }) throws -> [[UInt8]] {
-        var out: [[UInt8]] = []
-        try scan(db, prefix: prefix) { k, v in
-            if try keep(k, v) { out.append(Array(k)) }
-            return true
-        }
-        return out
-    }
-
     func count(_ db: MDB_dbi) throws -> Int {
         var stat = MDB_stat()
         try check(mdb_stat(txn, db, &stat), path: path, "mdb_stat")
         return stat.ms_entries
     }
 
-    /// The first key >= `start` (a copy), or nil when there is none.
     func firstKey(_ db: MDB_dbi, atOrAfter start: [UInt8]) throws -> [UInt8]? {
         var cursor: OpaquePointer?
         try check(mdb_cursor_open(txn, db, &cursor), path: path, "mdb_cursor_open")

@@ -28,7 +28,7 @@ enum ModelKeys {
 // MARK: - Reads (shared by read and write transactions)
 
 protocol LMDBReads: RecordReading, CatalogReading {
-    var txn: Transaction { get }
+    var txn: any LMDBKeyValueReads { get }
     var db: LMDBStore.Databases { get }
 }
 
@@ -37,8 +37,8 @@ extension LMDBReads {
 
     // MARK: Records
 
-    func recordBytes(_ key: RecordKey) throws -> [UInt8]? { try txn.get(db.records, key.bytes).map { Array($0) } }
-    func hasRecord(_ key: RecordKey) throws -> Bool { try txn.get(db.records, key.bytes) != nil }
+    func recordBytes(_ key: RecordKey) throws -> [UInt8]? { try txn.getCopy(db.records, key.bytes) }
+    func hasRecord(_ key: RecordKey) throws -> Bool { try txn.contains(db.records, key.bytes) }
     func recordCount() throws -> Int { try txn.count(db.records) }
 
     func scanRecords(model: Digest?, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
@@ -54,7 +54,8 @@ extension LMDBReads {
     func models() throws -> [ModelDescriptor] {
         var out: [ModelDescriptor] = []
         try txn.scan(db.models, prefix: [1]) { k, v in
-            guard let descriptor = try? JSONDecoder().decode(ModelDescriptor.self, from: Data(v)) else {
+            let json = try db.open(v, key: k, database: "models", path: path)
+            guard let descriptor = try? JSONDecoder().decode(ModelDescriptor.self, from: Data(json)) else {
                 throw StoreError.corruptEntry(path: path, database: "models", key: Digest.hexString(k), reason: "not a model descriptor")
             }
             out.append(descriptor)
@@ -109,19 +110,26 @@ extension LMDBReads {
     }
 
     func ordinal(of image: Digest, in collection: String) throws -> UInt64? {
-        guard let raw = try txn.get(db.members, CollectionKeys.index(collection, image)) else { return nil }
+        guard let raw = try txn.getCopy(db.members, CollectionKeys.index(collection, image)) else { return nil }
         guard raw.count == 8 else {
             throw StoreError.corruptEntry(path: path, database: "members", key: "\(collection)/\(image.hex)", reason: "not an 8-byte ordinal")
         }
-        return readBigEndian(raw)
+        return raw.withUnsafeBytes { readBigEndian($0) }
     }
 
     func cachedFileHash(identity: String) throws -> FileHashEntry? {
         try decodeJSON(FileHashEntry.self, db.models, "models", ModelKeys.fileHash(identity: identity))
     }
 
+    /// Sealed values (`images`, `models`) are passed without their checksum; one that fails it
+    /// is skipped here (verify reports it from `LMDBStructureCheck`).
     func scanCatalog(_ namespace: CatalogNamespace, _ body: (UnsafeRawBufferPointer, UnsafeRawBufferPointer) throws -> Bool) throws {
-        try txn.scan(dbi(namespace), body)
+        let sealed = db.sealed && (namespace == .images || namespace == .models)
+        try txn.scan(dbi(namespace)) { k, v in
+            guard sealed else { return try body(k, v) }
+            guard case let .success(value) = ValueSeal.open(v, key: k) else { return true }
+            return try body(k, value)
+        }
     }
 
     func count(_ namespace: CatalogNamespace) throws -> Int { try txn.count(dbi(namespace)) }
@@ -135,46 +143,56 @@ extension LMDBReads {
         }
     }
 
+    /// The JSON value under `key` of a sealed database, checksum checked, decoded.
     func decodeJSON<T: Decodable>(_ type: T.Type, _ dbi: MDB_dbi, _ database: String, _ key: [UInt8]) throws -> T? {
-        guard let raw = try txn.get(dbi, key) else { return nil }
-        do { return try JSONDecoder().decode(T.self, from: Data(raw)) } catch {
-            throw StoreError.corruptEntry(path: path, database: database, key: key.withUnsafeBytes { Digest.hexString($0) }, reason: "\(error)")
+        try txn.withValue(dbi, key) { raw -> T? in
+            guard let raw else { return nil }
+            let json = try key.withUnsafeBytes { try db.open(raw, key: $0, database: database, path: path) }
+            do { return try JSONDecoder().decode(T.self, from: Data(json)) } catch {
+                throw StoreError.corruptEntry(path: path, database: database, key: key.withUnsafeBytes { Digest.hexString($0) }, reason: "\(error)")
+            }
         }
     }
 }
 
 struct LMDBReadTransaction: LMDBReads {
-    let txn: Transaction
+    let txn: any LMDBKeyValueReads
     let db: LMDBStore.Databases
 }
 
 // MARK: - Writes
 
 struct LMDBWriteTransaction: LMDBReads, RecordWriting, CatalogWriting {
-    let txn: Transaction
+    let write: Transaction
     let db: LMDBStore.Databases
+    var txn: any LMDBKeyValueReads { write }
 
-    func putRecord(_ key: RecordKey, _ bytes: [UInt8]) throws { try txn.put(db.records, key.bytes, bytes) }
-    func deleteRecord(_ key: RecordKey) throws -> Bool { try txn.delete(db.records, key.bytes) }
-    func deleteRawRecord(_ key: [UInt8]) throws -> Bool { try txn.delete(db.records, key) }
+    init(txn: Transaction, db: LMDBStore.Databases) {
+        write = txn
+        self.db = db
+    }
+
+    func putRecord(_ key: RecordKey, _ bytes: [UInt8]) throws { try write.put(db.records, key.bytes, bytes) }
+    func deleteRecord(_ key: RecordKey) throws -> Bool { try write.delete(db.records, key.bytes) }
+    func deleteRawRecord(_ key: [UInt8]) throws -> Bool { try write.delete(db.records, key) }
 
     func putModel(_ descriptor: ModelDescriptor) throws {
-        try txn.put(db.models, ModelKeys.descriptor(descriptor.fingerprint), Array(try JSONEncoder.sortedKeys.encode(descriptor)))
+        try write.putSealed(db.models, ModelKeys.descriptor(descriptor.fingerprint), try JSONEncoder.sortedKeys.encode(descriptor))
     }
 
     func putImage(_ digest: Digest, _ info: ImageInfo) throws {
-        try txn.put(db.images, digest.bytes, Array(try JSONEncoder.sortedKeys.encode(info)))
+        try write.putSealed(db.images, digest.bytes, try JSONEncoder.sortedKeys.encode(info))
     }
 
-    func deleteImage(_ digest: Digest) throws -> Bool { try txn.delete(db.images, digest.bytes) }
+    func deleteImage(_ digest: Digest) throws -> Bool { try write.delete(db.images, digest.bytes) }
 
     func append(_ images: [Digest], to collection: String) throws -> [UInt64] {
-        var next = try txn.lastKey(db.collections, prefix: CollectionKeys.prefix(collection))
+        var next = try write.lastKey(db.collections, prefix: CollectionKeys.prefix(collection))
             .flatMap { k in k.withUnsafeBytes { CollectionKeys.parse($0)?.ordinal } }.map { $0 + 1 } ?? 0
         return try images.map { digest in
             if let ordinal = try ordinal(of: digest, in: collection) { return ordinal }
-            try txn.put(db.collections, CollectionKeys.member(collection, next), digest.bytes)
-            try txn.put(db.members, CollectionKeys.index(collection, digest), bigEndianBytes(next))
+            try write.put(db.collections, CollectionKeys.member(collection, next), digest.bytes)
+            try write.put(db.members, CollectionKeys.index(collection, digest), bigEndianBytes(next))
             next += 1
             return next - 1
         }
@@ -182,15 +200,36 @@ struct LMDBWriteTransaction: LMDBReads, RecordWriting, CatalogWriting {
 
     func removeCollection(_ name: String) throws -> Int {
         let prefix = CollectionKeys.prefix(name)
-        let keys = try txn.keys(db.collections, prefix: prefix)
-        for key in keys { try txn.delete(db.collections, key) }
-        for key in try txn.keys(db.members, prefix: prefix) { try txn.delete(db.members, key) }
+        let keys = try write.keys(db.collections, prefix: prefix)
+        for key in keys { try write.delete(db.collections, key) }
+        for key in try write.keys(db.members, prefix: prefix) { try write.delete(db.members, key) }
         return keys.count
     }
 
     func cacheFileHash(_ entry: FileHashEntry) throws {
-        try txn.put(db.models, ModelKeys.fileHash(identity: entry.identity), Array(try JSONEncoder.sortedKeys.encode(entry)))
+        try write.putSealed(db.models, ModelKeys.fileHash(identity: entry.identity), try JSONEncoder.sortedKeys.encode(entry))
     }
 
-    func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool { try txn.delete(dbi(namespace), key) }
+    func deleteRawEntry(_ namespace: CatalogNamespace, key: [UInt8]) throws -> Bool { try write.delete(dbi(namespace), key) }
+}
+
+// MARK: - Sealed values
+
+extension LMDBStore.Databases {
+    /// A value of a sealed database without its checksum (schema 3); as it is in a schema-2 store.
+    func open(_ raw: UnsafeRawBufferPointer, key: UnsafeRawBufferPointer, database: String, path: String) throws -> UnsafeRawBufferPointer {
+        guard sealed else { return raw }
+        switch ValueSeal.open(raw, key: key) {
+        case let .success(value): return value
+        case let .failure(problem):
+            throw StoreError.corruptEntry(path: path, database: database, key: Digest.hexString(key), reason: problem.reason)
+        }
+    }
+}
+
+extension Transaction {
+    /// Puts `value` followed by its checksum (ValueSeal).
+    func putSealed(_ db: MDB_dbi, _ key: [UInt8], _ value: Data) throws {
+        try put(db, key, ValueSeal.seal(Array(value), key: key))
+    }
 }

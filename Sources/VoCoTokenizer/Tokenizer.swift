@@ -52,6 +52,11 @@ public final class Tokenizer: @unchecked Sendable {
     }
 
     private static func read(_ path: String) throws -> Data {
+        // A FIFO would block the read forever: regular files only.
+        var info = stat()
+        if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            throw TokenizerError.cannotRead(path: path, reason: "not a regular file")
+        }
         do { return try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
             throw TokenizerError.cannotRead(path: path, reason: error.localizedDescription)
         }

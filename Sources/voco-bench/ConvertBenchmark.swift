@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SafeTensors
+import VoCoCommands
 
 /// Widening half-precision weights to Float32 on the fly: GB/s against a plain memcpy of the
 /// same number of output bytes (the baseline).
@@ -9,6 +10,10 @@ struct ConvertBenchmark: ParsableCommand {
 
     @Option(help: "Elements per conversion.")
     var elements = 16 * 1024 * 1024
+
+    func validate() throws {
+        try OptionCheck.require("elements", elements, in: 1...(1 << 28), "three buffers of 10 bytes per element in all")
+    }
 
     func run() {
         let source = (0..<elements).map { UInt16(truncatingIfNeeded: $0 &* 2654435761) & 0x7bff }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VoCoCommands
 import VoCoImage
 
 /// Decode + preprocess throughput for a photo-sized JPEG (default 1024x768, made in memory)
@@ -22,8 +23,14 @@ struct ImageBenchmark: ParsableCommand {
     @Option(help: "Also write the synthetic JPEG here (to time other implementations on it).")
     var saveJPEG: String?
 
+    func validate() throws {
+        try OptionCheck.require("width", width, in: 1...65_500, "JPEG's limit")
+        try OptionCheck.require("height", height, in: 1...min(65_500, ImageLimits.default.maximumPixels / width), "the decoder's \(ImageLimits.default.maximumPixels)-pixel limit")
+        try OptionCheck.require("size", size, in: 1...4096)
+        try OptionCheck.require("iterations", iterations, in: 1...10_000)
+    }
+
     func run() throws {
-        guard width > 0, height > 0, size > 0, iterations > 0 else { throw ValidationError("sizes and iterations must be positive") }
         let photo = Self.syntheticPhoto(width: width, height: height)
         guard let jpeg = JPEGEncoder.encode(photo, quality: 90) else { throw ValidationError("could not encode the test JPEG") }
         if let saveJPEG { try Data(jpeg).write(to: URL(fileURLWithPath: saveJPEG)) }

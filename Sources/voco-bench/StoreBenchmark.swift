@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VoCoCommands
 import VoCoStore
 import VoCoStoreLMDB
 
@@ -28,6 +29,14 @@ struct StoreBenchmark: ParsableCommand {
         Shape(name: "tiny, full mode (4 layers, 2x32, 65 rows)", layers: 4, kvHeads: 2, headDim: 32, tokens: 65),
     ]
 
+    func validate() throws {
+        try OptionCheck.require("records", records, in: 1...10_000, "the 7B shape writes 512 KiB per record")
+        try OptionCheck.require("batch", batch, in: 1...records, "at most --records")
+        try OptionCheck.require("level", level, in: 1...22, "zstd's levels")
+        try OptionCheck.require("distinct", distinct, in: 1...records, "at most --records")
+        try OptionCheck.require("repeats", repeats, in: 1...100)
+    }
+
     func run() throws {
         print("voco-bench store: \(records) records per shape and codec, \(batch) per transaction, zstd level \(level), F16 values, best of \(repeats) runs")
         print("values: SyntheticKV (K: per-channel mean and spread, 1 channel in 32 an outlier; V: Gaussian, per-token scale)")
@@ -36,6 +45,8 @@ struct StoreBenchmark: ParsableCommand {
             ("shuffle + zstd", CodecSettings(codec: .shuffleZstd, zstdLevel: level)),
             ("int8 + zstd", CodecSettings(codec: .int8, zstdLevel: level)),
             ("q4 (groups of 32) + zstd", CodecSettings(codec: .q4, zstdLevel: level, groupSize: 32)),
+            ("hq K8/V8", CodecSettings(codec: .hq, zstdLevel: level, keyBits: 8, valueBits: 8)),
+            ("hq K4/V4", CodecSettings(codec: .hq, zstdLevel: level, keyBits: 4, valueBits: 4)),
         ]
         for shape in Self.shapes {
             let model = SyntheticKV.model(layers: shape.layers, kvHeads: shape.kvHeads, headDim: shape.headDim,
@@ -111,13 +122,5 @@ struct StoreBenchmark: ParsableCommand {
             }
         }
         return (error / max(norm, 1e-30)).squareRoot()
-    }
-
-    private func printTable(_ rows: [[String]]) {
-        let widths = (0..<rows[0].count).map { c in rows.map { $0[c].count }.max() ?? 0 }
-        for row in rows {
-            print(row.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
-                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: "  "))
-        }
     }
 }

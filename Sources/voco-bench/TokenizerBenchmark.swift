@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import VoCoCommands
 import VoCoTokenizer
 
 /// Encoding speed on one long stretch of text: LLaMA's legacy tokenizer.json has no
@@ -14,6 +15,10 @@ struct TokenizerBenchmark: ParsableCommand {
 
     @Option(help: "Bytes of text to encode.")
     var bytes = 1_000_000
+
+    func validate() throws {
+        try OptionCheck.require("bytes", bytes, in: 100...100_000_000)
+    }
 
     func run() throws {
         var loaded: Tokenizer? = nil

@@ -10,7 +10,11 @@ struct VoCoBench: ParsableCommand {
         subcommands: [
             ConvertBenchmark.self,
             EngineBenchmark.self,
+            CheckpointCommand.self,
+            ThreadsBenchmark.self,
             StoreBenchmark.self,
+            CodecsBenchmark.self,
+            RedisBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
             IngestBenchmark.self,

@@ -67,7 +67,9 @@ import Testing
         }
     }
 
-    @Test func attentionMatchesNaiveGroupedCausalAttention() {
+    @Test(arguments: [ComputeBackend.openBLAS] + KernelISA.allCases.map { .kernels($0) })
+    func attentionMatchesNaiveGroupedCausalAttention(backend: ComputeBackend) throws {
+        if case let .kernels(isa?) = backend, !isa.isSupported { try Test.cancel("skipped: this CPU cannot run \(isa) kernels") }
         let heads = 4, kvHeads = 2, d = 6, n = 5, past = 3, m = past + n
         let shape = AttentionShape(heads: heads, kvHeads: kvHeads, headDim: d)
         let q = randomFloats(n * heads * d, seed: 9), k = randomFloats(m * kvHeads * d, seed: 10), v = randomFloats(m * kvHeads * d, seed: 11)
@@ -77,7 +79,7 @@ import Testing
             let blocks = [AttentionBlock(queries: qp.baseAddress!, keys: kp.baseAddress!, values: vp.baseAddress!, output: op.baseAddress!,
                                          queryCount: n, keyCount: m, causalOffset: past)]
             blocks.withUnsafeBufferPointer {
-                Attention.run($0, shape: shape, multiplier: BLASMultiplier(threads: threads), threads: threads, scratch: ScratchBuffer())
+                Attention.run($0, shape: shape, multiplier: backend.makeMultiplier(threads: threads), threads: threads, scratch: ScratchBuffer())
             }
         } } } }
         for i in 0..<n { for h in 0..<heads {

@@ -53,6 +53,24 @@ func mappedWeight(_ values: [Float], rows: Int, columns: Int, dtype: DType) thro
         #expect(maxError(y, zip(before, product).map { $0 + $1 }) < 1e-4)
     }
 
+    /// VoCoKernels behind the seam against OpenBLAS on the same mapped weights, every ISA level
+    /// (the kernels' own tests cover odd shapes and special values).
+    @Test(arguments: KernelISA.allCases, [DType.f32, .f16, .bf16])
+    func kernelMultiplierMatchesOpenBLAS(isa: KernelISA, dtype: DType) throws {
+        if !isa.isSupported { try Test.cancel("skipped: this CPU cannot run \(isa) kernels") }
+        let kernels = KernelMultiplier(threads: ComputeThreads(count: 2), isa: isa)
+        #expect(kernels.isa == isa)
+        let n = 150, k = 70
+        let (weight, _) = try mappedWeight(randomFloats(n * k, seed: 1), rows: n, columns: k, dtype: dtype)
+        for rows in [1, 3, 8, 9, 40] {
+            let x = randomFloats(rows * k, seed: 2), bias = randomFloats(n, seed: 3)
+            var expected = [Float](repeating: 0, count: rows * n), actual = expected
+            multiplier.linear(x, rows: rows, weight: weight, bias: bias, into: &expected, accumulate: false)
+            kernels.linear(x, rows: rows, weight: weight, bias: bias, into: &actual, accumulate: false)
+            #expect(maxError(actual, expected) < 1e-5, "\(isa) \(dtype) rows \(rows)")
+        }
+    }
+
     @Test func widenedWeightEqualsMappedWeight() throws {
         let (weight, exact) = try mappedWeight(randomFloats(12 * 5, seed: 4), rows: 12, columns: 5, dtype: .f16)
         let widened = weight.widened()
@@ -68,6 +86,21 @@ func mappedWeight(_ values: [Float], rows: Int, columns: Int, dtype: DType) thro
         #expect(c == [4, 5, 10, 11])
         multiplier.gemm(m: 2, n: 2, k: 3, alpha: 2, a: a, lda: 3, b: b, ldb: 3, bTransposed: true, beta: 0, c: &c, ldc: 2)
         #expect(c == [2, 12, 8, 30])
+    }
+
+    @Test func nestedRegionsRunOnTheirWorker() {
+        let threads = ComputeThreads(count: 2)
+        let lock = NSLock()
+        var pairs: [(outer: Int, inner: Int)] = []
+        threads.forEach(8) { _, outer in
+            threads.forEach(3) { _, inner in
+                lock.lock()
+                pairs.append((outer, inner))
+                lock.unlock()
+            }
+        }
+        #expect(pairs.count == 24)
+        #expect(pairs.allSatisfy { $0.outer == $0.inner })
     }
 
     @Test func everyItemRunsOnceOnAValidWorker() {

@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 import Testing
 @testable import VoCoImage
 
@@ -85,8 +88,23 @@ import Testing
 
     @Test func missingFileAndDirectory() {
         #expect(throws: ImageError.self) { try ImageFile.load(path: Fixtures.broken("no-such-file.png")) }
-        #expect(throws: ImageError.cannotRead(source: Fixtures.directory.path, reason: "not a regular file")) {
+        #expect(throws: ImageError.cannotRead(source: Fixtures.directory.path, reason: "a directory, not a regular file")) {
             try ImageFile.load(path: Fixtures.directory.path)
+        }
+    }
+
+    /// A FIFO is refused by its type before it is opened (opening it would wait for a writer
+    /// forever), and so are devices; a preprocessor config that is a FIFO too.
+    @Test func fifoAndDevicesAreRefusedWithoutBlocking() throws {
+        let fifo = FileManager.default.temporaryDirectory.appendingPathComponent("voco-image-fifo-\(UUID().uuidString)").path
+        #expect(mkfifo(fifo, 0o600) == 0)
+        defer { unlink(fifo) }
+        #expect(throws: ImageError.cannotRead(source: fifo, reason: "a FIFO (named pipe), not a regular file")) { try ImageFile.load(path: fifo) }
+        #expect(throws: ImageError.cannotRead(source: "/dev/zero", reason: "a character device, not a regular file")) {
+            try ImageFile.load(path: "/dev/zero")
+        }
+        #expect(throws: ImageError.cannotRead(source: fifo, reason: "a FIFO (named pipe), not a regular file")) {
+            try PreprocessorConfig(contentsOf: fifo)
         }
     }
 

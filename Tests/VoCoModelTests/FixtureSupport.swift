@@ -2,6 +2,7 @@ import Foundation
 import SafeTensors
 import Testing
 @testable import VoCoModel
+import VoCoCompute
 
 // MARK: - Committed fixtures (Tools/fixtures/make_engine_fixtures.py)
 
@@ -22,8 +23,21 @@ enum Fixtures {
     static func pixels(_ images: Int = 3) throws -> [Float] { Array(try floats("pixel_values").prefix(images * 3 * 32 * 32)) }
     static func text() throws -> [Int] { try ints("text_tokens") }
 
-    static func engine(_ name: String = "tiny-llava", policy: WeightPolicy = .default) throws -> VoCoEngine {
-        try VoCoEngine(directory: model(name), options: LoadOptions(weightPolicy: policy))
+    /// Every backend: OpenBLAS (the reference) and VoCoKernels at every ISA level; a level this
+    /// CPU lacks is reported as a skipped (cancelled) test case by `engine`.
+    static let backends: [ComputeBackend] = [.openBLAS] + KernelISA.allCases.map { .kernels($0) }
+
+    /// `backend`, or the test case cancelled (reported as skipped) when this CPU cannot run it.
+    static func available(_ backend: ComputeBackend) throws -> ComputeBackend {
+        if case let .kernels(isa?) = backend, !isa.isSupported {
+            try Test.cancel("skipped: this CPU cannot run \(isa) kernels")
+        }
+        return backend
+    }
+
+    static func engine(_ name: String = "tiny-llava", policy: WeightPolicy = .default,
+                       backend: ComputeBackend = .default) throws -> VoCoEngine {
+        try VoCoEngine(directory: model(name), options: LoadOptions(weightPolicy: policy, backend: available(backend)))
     }
 }
 

@@ -1,17 +1,22 @@
 import Foundation
 import Testing
 @testable import VoCoModel
+import VoCoCompute
 
 /// F16 and BF16 copies of the fixture checkpoint against transformers run on the same half
 /// weights upcast to F32, so the bound measures the engine's error, not the rounding of the
-/// weights. Both weight policies: widened once at load, and mapped (tiles widened per GEMM).
+/// weights. Both weight policies (widened once at load; mapped, read in place by the kernels or
+/// widened per tile by OpenBLAS) with every backend.
 @Suite struct HalfPrecisionTests {
     /// Observed: about 1e-6 (the references use exactly the weights we read); 1e-4 as for F32.
     static let tolerance: Float = 1e-4
 
-    @Test(arguments: ["f16", "bf16"], [WeightPolicy.widenAtLoad, .mapped])
-    func halfCheckpointMatchesTransformers(dtype: String, policy: WeightPolicy) throws {
-        let engine = try Fixtures.engine("tiny-llava-\(dtype)", policy: policy)
+    static let cases: [(dtype: String, policy: WeightPolicy)] = [("f16", .widenAtLoad), ("f16", .mapped), ("bf16", .widenAtLoad), ("bf16", .mapped)]
+
+    @Test(arguments: cases, Fixtures.backends)
+    func halfCheckpointMatchesTransformers(weights: (dtype: String, policy: WeightPolicy), backend: ComputeBackend) throws {
+        let (dtype, policy) = weights
+        let engine = try Fixtures.engine("tiny-llava-\(dtype)", policy: policy, backend: backend)
         #expect(engine.weightsWidened == (policy == .widenAtLoad))
         let suffix = "-\(dtype)"
         let result = try engine.compress(pixels: Fixtures.pixels(), images: 3)

@@ -22,6 +22,11 @@ import Testing
         return result.status == 0 ? ("/usr/bin/env", "") : (nil, "python3 cannot import lmdb, zstandard, numpy (Tools/test makes .venv-interop with them)")
     }
 
+    /// Every codec, in both record formats where it has both, hq at several bit widths, and hq
+    /// relative to the model's reference (the store makes it from the first records).
+    static let codecs = ["shuffle-zstd", "zstd", "int8", "q4:group=6", "shuffle-zstd:compact", "zstd:compact", "int8:compact",
+                         "q4:group=6,compact", "hq", "hq:k=3,v=5", "hq:k=8,v=2", "hq:k=7,v=6", "hq:ref=2", "hq:k=3,v=5,ref=1"]
+
     @Test func thePythonReaderReproducesEveryCodecsTensors() throws {
         let (interpreter, reason) = try Self.python()
         guard let interpreter else {
@@ -29,53 +34,109 @@ import Testing
             try Test.cancel("interop check skipped: \(reason)")
         }
         let script = Self.repository.appendingPathComponent("Tools/interop/read_records.py").path
-        let models = ValueType.allCases.map { dtype in
-            // 2 heads of 7: odd channel counts exercise q4's last nibble and short last group.
-            SyntheticKV.model(layers: 3, kvHeads: 2, headDim: 7, tokensPerImage: 2, dtype: dtype, seed: UInt64(dtype.rawValue))
+        func python(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script] + arguments)
         }
-        for codec in RecordCodec.allCases {
-            let store = try makeStore(codec: CodecSettings(codec: codec, groupSize: 6), models: models)
-            var written: [(ModelDescriptor, Digest, KVTensors)] = []
+        // 2 heads of 7: odd channel counts (q4's last nibble and short last group; no hq rotation);
+        // 3 heads of 12: hq rotates in blocks of 4; 1 head of 32: one block of 32.
+        let shapes = [(heads: 2, dim: 7), (heads: 3, dim: 12), (heads: 1, dim: 32)]
+        let models = ValueType.allCases.flatMap { dtype in
+            shapes.map { SyntheticKV.model(layers: 3, kvHeads: $0.heads, headDim: $0.dim, tokensPerImage: 2, dtype: dtype, seed: UInt64(dtype.rawValue) * 100 + UInt64($0.dim)) }
+        }
+        for spec in Self.codecs {
+            let settings = try CodecSettings(parsing: spec)
+            let store = try makeStore(codec: settings, models: models)
+            var written: [(ModelDescriptor, Digest, KVTensors, Int)] = []
             for model in models {
-                for n in 0..<2 {
-                    let kv = SyntheticKV.make(layers: 3, tokens: 1 + n, kvHeads: 2, headDim: 7, firstPosition: 10 + n, seed: UInt64(n), modelSeed: 3)
+                // A relative store's records all have the model's rows per image (2): the first
+                // ones self-contained (they make the reference), the others relative to it.
+                let tokenCounts: [Int] = settings.relative ? [2, 2, 2, 2] : [1, 2, 5]
+                for (n, tokens) in tokenCounts.enumerated() {
+                    let kv = SyntheticKV.make(layers: 3, tokens: tokens, kvHeads: model.kvHeads, headDim: model.headDim, firstPosition: 10 + 200 * n,
+                                              seed: UInt64(n), modelSeed: 3)
                     let image = SyntheticKV.imageDigest(n)
                     try store.put(kv, image: image, model: model.fingerprint)
-                    written.append((model, image, kv))
+                    written.append((model, image, kv, n))
                 }
             }
             let dump = temporaryDirectory("dump")
-            let arguments = (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script, store.path, "--dump", dump]
-            let result = try runProcess(interpreter, arguments)
-            #expect(result.status == 0, "\(codec.name): \(result.output) \(result.error)")
-            for (model, image, original) in written {
-                let base = (dump as NSString).appendingPathComponent("\(model.fingerprint.hex)-\(image.hex)-\(codec.name)")
-                let swift = try #require(try store.get(image: image, model: model.fingerprint))
+            let result = try python([store.path, "--dump", dump])
+            #expect(result.status == 0, "\(spec): \(result.output) \(result.error)")
+            for (model, image, original, n) in written {
+                let base = (dump as NSString).appendingPathComponent("\(model.fingerprint.hex)-\(image.hex)-\(settings.codec.name)")
+                let key = RecordKey(model: model.fingerprint, image: image, codec: settings.codec)
+                let (header, swift, _) = try #require(try store.read { try $0.record(key) })  // verified, against the reference where relative
+                #expect(header.format == (settings.compactHeader ? 2 : 1))
+                #expect(header.isRelative == (settings.relative && n >= settings.referenceImages))
                 let keys = try readFloats(base + ".k.f32"), values = try readFloats(base + ".v.f32")
-                let what = "\(codec.name) \(model.dtype) tokens \(original.tokens)"
+                let what = "\(spec) \(model.dtype) \(model.kvHeads)x\(model.headDim) tokens \(original.tokens)"
                 // The same tensors, bit for bit, as Swift decodes them...
                 #expect(keys.map(\.bitPattern) == swift.keys.map(\.bitPattern), "\(what): keys")
                 #expect(values.map(\.bitPattern) == swift.values.map(\.bitPattern), "\(what): values")
                 // ...which for the lossless codecs are the stored values exactly.
-                if codec.isLossless {
+                if settings.codec.isLossless {
                     let dtype = try model.valueType()
                     #expect(keys.map(\.bitPattern) == rounded(original.keys, to: dtype).map(\.bitPattern), "\(what): keys")
                     #expect(values.map(\.bitPattern) == rounded(original.values, to: dtype).map(\.bitPattern), "\(what): values")
                 }
-                let header = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
-                #expect(header["firstPosition"] as? Int == original.firstPosition && header["tokens"] as? Int == original.tokens)
-                #expect(header["keysBeforeRoPE"] as? Bool == true && header["dtype"] as? String == model.dtype)
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
+                #expect(json["firstPosition"] as? Int == original.firstPosition && json["tokens"] as? Int == original.tokens)
+                #expect(json["keysBeforeRoPE"] as? Bool == true && json["dtype"] as? String == model.dtype)
+                #expect(json["headerLength"] as? Int == header.headerLength && json["bodyLength"] as? Int == header.bodyLength)
+                #expect(json["payload"] as? String == (header.payloadIsZstd ? "zstd" : "raw"))
+                #expect(json["keyBits"] as? Int == header.keyBits && json["valueBits"] as? Int == header.valueBits)
+                #expect(json["reference"] as? String == header.referenceTag.map(ModelReference.hex))
             }
 
-            // A corrupted record is refused by the Python reader too.
-            let key = RecordKey(model: models[0].fingerprint, image: SyntheticKV.imageDigest(0), codec: codec)
-            try store.write { txn in
-                var bytes = try #require(try txn.readTransaction.recordBytes(key))
-                bytes[RecordHeader.length + 1] ^= 0x40
-                try txn.transaction.putRecord(key, bytes)
+            // A corrupted record is refused by the Python reader too...
+            let key = RecordKey(model: models[0].fingerprint, image: SyntheticKV.imageDigest(0), codec: settings.codec)
+            var bytes = try #require(try storedRecord(store, key))
+            let headerLength = try bytes.withUnsafeBytes { try RecordHeader.decode($0).headerLength }
+            bytes[headerLength + 1] ^= 0x40
+            try store.write { try $0.transaction.putRecord(key, bytes) }
+            let refused = try python([store.path])
+            #expect(refused.status == 1 && refused.output.contains("checksum mismatch"), "\(spec): \(refused.output)")
+            // ...and so is an intact format 2 record under another image's key: its checksum binds the key.
+            if settings.compactHeader {
+                let other = RecordKey(model: models[0].fingerprint, image: SyntheticKV.imageDigest(1), codec: settings.codec)
+                let moved = try #require(try storedRecord(store, other))
+                try store.write { try $0.transaction.putRecord(key, moved) }
+                let misplaced = try python([store.path])
+                #expect(misplaced.status == 1 && misplaced.output.contains("checksum mismatch"), "\(spec): \(misplaced.output)")
+                #expect(throws: RecordProblem.self) {
+                    _ = try moved.withUnsafeBytes { try RecordCoder.decode($0, model: key.model, image: key.image) }
+                }
             }
-            let refused = try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script, store.path])
-            #expect(refused.status == 1 && refused.output.contains("checksum mismatch"), "\(codec.name): \(refused.output)")
         }
     }
+
+    /// The Python reader refuses a relative record whose reference is gone or was replaced, as
+    /// Swift does, and says which.
+    @Test func thePythonReaderNeedsTheReferenceARecordWasWrittenAgainst() throws {
+        let (interpreter, reason) = try Self.python()
+        guard let interpreter else { try Test.cancel("interop check skipped: \(reason)") }
+        let script = Self.repository.appendingPathComponent("Tools/interop/read_records.py").path
+        func python(_ arguments: [String]) throws -> ProcessResult {
+            try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script] + arguments)
+        }
+        let model = SyntheticKV.model(layers: 2, kvHeads: 2, headDim: 8, tokensPerImage: 1, dtype: .f16, seed: 7)
+        let store = try makeStore(codec: try CodecSettings(parsing: "hq:ref=1"), models: [model])
+        for n in 0..<3 {
+            try store.put(SyntheticKV.make(layers: 2, tokens: 1, kvHeads: 2, headDim: 8, seed: UInt64(n)), image: SyntheticKV.imageDigest(n), model: model.fingerprint)
+        }
+        #expect(try python([store.path]).status == 0)
+        let key = ModelReference.key(model: model.fingerprint)
+        let other = try ModelReference.make(SyntheticKV.make(layers: 2, tokens: 1, kvHeads: 2, headDim: 8, seed: 50), model: model.fingerprint, dtype: .f16)
+        try store.write { try $0.transaction.putRecord(key, other.record.bytes) }
+        let replaced = try python([store.path])
+        #expect(replaced.status == 1 && replaced.output.components(separatedBy: "written against reference").count == 3, "\(replaced.output)")
+        try store.write { _ = try $0.transaction.deleteRecord(key) }
+        let missing = try python([store.path])
+        #expect(missing.status == 1 && missing.output.components(separatedBy: "which is missing").count == 3, "\(missing.output)")
+    }
+}
+
+/// The bytes stored under `key`, unverified.
+func storedRecord(_ store: CacheStore, _ key: RecordKey) throws -> [UInt8]? {
+    try store.read { try $0.readTransaction.recordBytes(key) }
 }

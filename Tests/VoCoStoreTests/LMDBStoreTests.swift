@@ -14,11 +14,11 @@ import Testing
         do {
             let store = try makeStore()
             path = store.path
-            try store.lmdb.setMeta("schema_version", "3")
+            try store.lmdb.setMeta("schema_version", "4")
         }
         #expect { _ = try LMDBStore.open(path: path) } throws: { error in
             guard case let .schemaMismatch(p, found, expected) = error as? StoreError else { return false }
-            return p == path && found == "3" && expected == LMDBStore.schemaVersion && "\(error)".contains("ingest into a new store")
+            return p == path && found == "4" && expected == LMDBStore.schemaVersion && "\(error)".contains("ingest into a new store")
         }
     }
 
@@ -114,7 +114,7 @@ import Testing
             }
         }
         #expect { _ = try LMDBStore.open(path: path, options: StoreOptions(readOnly: true)) } throws: { error in
-            if case .schemaMismatch(_, "1", 2) = error as? StoreError { return true } else { return false }
+            if case .schemaMismatch(_, "1", LMDBStore.schemaVersion) = error as? StoreError { return true } else { return false }
         }
         let store = try LMDBStore.open(path: path)
         #expect(try store.read { try $0.ordinal(of: images[2], in: "c") } == 2)
@@ -135,7 +135,7 @@ import Testing
         try store.write { try $0.append(images, to: "c") }
         #expect(try store.lmdb.checkStructure().isEmpty)
         let lmdb = store.lmdb
-        try lmdb.environment.write { txn in
+        try lmdb.environment!.write { txn in
             _ = try txn.delete(lmdb.databases.members, CollectionKeys.index("c", images[1]))
             try txn.put(lmdb.databases.members, CollectionKeys.index("c", images[2]), bigEndianBytes(7))
             try txn.put(lmdb.databases.jobQueue, bigEndianBytes(42), [])

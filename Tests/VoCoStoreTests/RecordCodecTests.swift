@@ -113,8 +113,17 @@ import Testing
         let record = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16, settings: CodecSettings(codec: .q4, groupSize: 4))
         let header = try record.withUnsafeBytes { try RecordCoder.verifiedHeader($0) }
         let json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(header)) as? [String: Any])
-        #expect(Set(json.keys) == Set(properties.keys))
-        for (name, property) in properties {
+        // Format 1 has exactly the fields with an offset; format 2 adds the others (all of them
+        // for an hq record relative to its model's reference).
+        #expect(Set(json.keys) == Set(properties.filter { $0.value["x-offset"] != nil }.keys))
+        let reference = try ModelReference.make(kv, model: model.fingerprint, dtype: .bf16).reference
+        let compact = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16,
+                                             settings: CodecSettings(codec: .hq, referenceImages: 16), reference: reference)
+        let compactHeader = try compact.withUnsafeBytes { try RecordCoder.verifiedHeader($0, model: model.fingerprint, image: image, reference: reference) }
+        let compactJSON = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(compactHeader)) as? [String: Any])
+        #expect(Set(compactJSON.keys) == Set(properties.keys))
+        #expect(compactJSON["magic"] as? String == "VK" && compactJSON["checksum"] as? String == "sha256-keyed-16")
+        for (name, property) in properties where property["x-offset"] != nil {
             let offset = try #require(property["x-offset"] as? Int), size = try #require(property["x-size"] as? Int)
             let bytes = Array(record[offset..<(offset + size)])
             let integer = bytes.reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
@@ -148,5 +157,52 @@ import Testing
         let image = SyntheticKV.imageDigest(99)
         try store.put(kv, image: image, model: model.fingerprint)
         return try #require(try store.get(image: image, model: model.fingerprint))
+    }
+}
+
+/// Format 1 records of the older codecs, pinned: the header and body bytes the writer makes
+/// (the body before zstd, whose output may differ between zstd versions) and the floats the
+/// reader gives back, for fixed caches. The pins were taken when format 2 was added, from a
+/// writer whose whole records were checked byte for byte against the build before it, so any
+/// change to how format 1 is written or read shows here.
+@Suite struct FormatOneIsPinnedTests {
+    static let pins: [String: (record: String, floats: String)] = [
+        "int8 BF16": ("fcbf5ad2d3b8fbac2a8f5ef620bd6feb3c9b34fd73b6e2f49fcfed0b8af64c29", "4fc94709c4e22331620436cf2dd1e42ac42e74ae1f85fc3619d9ee7d7b705c2a"),
+        "int8 F16": ("fc79e1d596231806e2c77671a8a2086d6519c6d2317380863d1f3aaa4a479ba4", "4fc94709c4e22331620436cf2dd1e42ac42e74ae1f85fc3619d9ee7d7b705c2a"),
+        "int8 F32": ("9066b06377c6d1068ee24958ff6f81ac015569feab7bf923960966b9d960a7b1", "4fc94709c4e22331620436cf2dd1e42ac42e74ae1f85fc3619d9ee7d7b705c2a"),
+        "q4 BF16": ("77a3b49dd4238036168765c1b800f32f1b6cd3f17ec6de56f1034d5ca06f0ce9", "818f913ecb439b3e4a6c250989a24a7b8e557d48730ba28253c590985d8ee15c"),
+        "q4 F16": ("6f936577ab40a22e43434d8439b488d8ac2506bdfb556708ce0d8686674cd765", "818f913ecb439b3e4a6c250989a24a7b8e557d48730ba28253c590985d8ee15c"),
+        "q4 F32": ("7abcf07ed4deba0eb14a39d3cc77c44c9ac047598776c2fe17e86c94a28237f1", "818f913ecb439b3e4a6c250989a24a7b8e557d48730ba28253c590985d8ee15c"),
+        "q4:group=6 BF16": ("c102f5136955990a302d19d6a5c37d5d1041749b87fccb5b26cd8457958bd6c1", "331fad073e73b559a2408c4a0523db4620e38bbcd825b7605080d28aa42473fe"),
+        "q4:group=6 F16": ("983d36db276077f7999927aba27758c3cd40dfcb9eff336f8e34f4479dd75bf9", "331fad073e73b559a2408c4a0523db4620e38bbcd825b7605080d28aa42473fe"),
+        "q4:group=6 F32": ("60910ab246f0cc793448e803c9e59df874e3837e4ab3036b7ff3bbb49407a633", "331fad073e73b559a2408c4a0523db4620e38bbcd825b7605080d28aa42473fe"),
+        "shuffle-zstd BF16": ("a9578fa4f4f902c744b4737c54a3a79e73e964a32161bcfec18d1d1cee2f720b", "13aceb49c2ef17edcca97bedf93ea5ef8eb6714dfdc6d1bf0f73c752ddc2594c"),
+        "shuffle-zstd F16": ("af19dd3631aba070ae27ed3371922eff1c64ed0b926d598971d10f923de0a73c", "efd9124ce085b38d9842c6a86bc9c74cc7a19ba949b1ea7b57b7c62aaed41bd0"),
+        "shuffle-zstd F32": ("7b5b66324beaa1fedc41693679f22e4b64c4b3fc67337812aec924bb6f485621", "60649a392dffadc17bc74e20cea628986e752c724e804d57a8a064e81d372d6a"),
+        "zstd BF16": ("f238c1a3122eb4698832ac3e2b22af39f18bfefe36d47cb8f5345c231bddc7a2", "13aceb49c2ef17edcca97bedf93ea5ef8eb6714dfdc6d1bf0f73c752ddc2594c"),
+        "zstd F16": ("09845fb1b0a38163178273dfe4f36faef40a7430fc72297ed1d7750f1fc04aeb", "efd9124ce085b38d9842c6a86bc9c74cc7a19ba949b1ea7b57b7c62aaed41bd0"),
+        "zstd F32": ("8c3e653bcb4b3a9e1dcfecba257e61f6d58e263b1b99142d4ba7cd5c174b62a4", "60649a392dffadc17bc74e20cea628986e752c724e804d57a8a064e81d372d6a"),
+    ]
+
+    @Test func theOlderCodecsWriteAndReadFormatOneExactlyAsBefore() throws {
+        let model = Digest.sha256(Array("pinned model".utf8)), image = Digest.sha256(Array("pinned image".utf8))
+        var seen: [String: (record: String, floats: String)] = [:]
+        for spec in ["shuffle-zstd", "zstd", "int8", "q4", "q4:group=6"] {
+            for dtype in ValueType.allCases {
+                let kv = SyntheticKV.make(layers: 3, tokens: 3, kvHeads: 2, headDim: 7, firstPosition: 65, seed: 11, modelSeed: 2)
+                let record = try RecordCoder.encode(kv, model: model, image: image, dtype: dtype, settings: CodecSettings(parsing: spec))
+                let (header, back) = try record.withUnsafeBytes { try RecordCoder.decode($0, model: model, image: image) }
+                #expect(header.format == 1)
+                let floats = (back.keys + back.values).flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) }
+                var body = [UInt8](repeating: 0, count: header.bodyLength)
+                try Array(record[128..<(record.count - 32)]).withUnsafeBytes { p in try body.withUnsafeMutableBytes { try Zstd.decompress(p, into: $0) } }
+                seen["\(spec) \(dtype.name)"] = (Digest.sha256(Array(record[0..<128]) + body).hex, Digest.sha256(floats).hex)
+            }
+        }
+        for (name, pin) in Self.pins {
+            #expect(seen[name]?.record == pin.record, "\(name): record bytes")
+            #expect(seen[name]?.floats == pin.floats, "\(name): decoded floats")
+        }
+        #expect(Self.pins.count == seen.count)
     }
 }

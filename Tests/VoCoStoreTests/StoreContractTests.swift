@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import VoCoStore
 @testable import VoCoStoreLMDB
+import VoCoStoreRedis
 
 // MARK: - Backends the contract runs on
 
@@ -19,9 +20,28 @@ struct StoreBackendFactory: CustomTestStringConvertible, Sendable {
     static let lmdb = StoreBackendFactory(name: "LMDB", atomicWrites: true) { codec, models in
         try makeStore(codec: codec, models: models)
     }
+
+    /// A new store (its own name, so its keys are apart) on the cluster $VOCO_REDIS_CLUSTER names.
+    static let redis = StoreBackendFactory(name: "Redis Cluster", atomicWrites: false) { codec, models in
+        let store = try RedisStore.open(url: "redis://\(redisCluster ?? "")/contract-\(UUID().uuidString.prefix(13))",
+                                        options: StoreOptions(create: true, codec: codec))
+        for model in models { try store.register(model) }
+        return store
+    }
 }
 
-let contractBackends: [StoreBackendFactory] = [.lmdb]
+/// `host:port[,host:port...]` of a Redis Cluster to run the contract on (Tools/test starts one).
+let redisCluster = ProcessInfo.processInfo.environment["VOCO_REDIS_CLUSTER"].flatMap { $0.isEmpty ? nil : $0 }
+
+let contractBackends: [StoreBackendFactory] = [.lmdb] + (redisCluster == nil ? [] : [.redis])
+
+@Test func theContractRunsOnARedisClusterWhenOneIsNamed() throws {
+    guard redisCluster != nil else {
+        let reason = "no Redis Cluster named: the store contract ran on LMDB only; set VOCO_REDIS_CLUSTER=host:port (Tools/redis-cluster.sh start) to run it on a cluster too"
+        print(reason)
+        try Test.cancel(Comment(rawValue: reason))
+    }
+}
 
 @Suite struct StoreContractTests {
     // MARK: - Refusing bad records
@@ -282,6 +302,33 @@ let contractBackends: [StoreBackendFactory] = [.lmdb]
         #expect(try q.finish([JobOutcome(id: ids[0], state: .done)], worker: "dead") == ids)
         #expect(try q.finish([JobOutcome(id: ids[0], state: .done)], worker: "live").isEmpty)
         #expect(try q.counts().done == 1 && q.counts().pending == 0)
+    }
+
+    // MARK: - Model references
+
+    @Test(arguments: contractBackends)
+    func aModelReferenceIsPutOnceAndRelativeRecordsReadBack(_ backend: StoreBackendFactory) throws {
+        let model = tinyModel()
+        let store = try backend.make(try CodecSettings(parsing: "hq:ref=2"), [model])
+        let key = RecordKey(model: model.fingerprint, image: SyntheticKV.imageDigest(90), codec: .hq)
+        #expect(try store.write { try $0.transaction.putRecordIfAbsent(key, [1, 2, 3]) })
+        #expect(try store.write { try !$0.transaction.putRecordIfAbsent(key, [4, 5]) })
+        #expect(try store.read { try $0.readTransaction.recordBytes(key) } == [1, 2, 3])
+        try store.write { _ = try $0.deleteRecord(key) }
+
+        let images = (0..<5).map { SyntheticKV.imageDigest($0) }
+        for (n, image) in images.enumerated() {
+            try store.put(tinyCache(n, model: model), image: image, model: model.fingerprint)
+        }
+        let reference = try #require(try store.reference(model: model.fingerprint))
+        try store.read { txn in
+            for (n, image) in images.enumerated() {
+                let (header, kv, _) = try #require(try txn.record(RecordKey(model: model.fingerprint, image: image, codec: .hq)))
+                #expect(header.isRelative == (header.referenceTag == reference.tag))
+                #expect(kv.shape == tinyCache(n, model: model).shape)
+            }
+        }
+        #expect(try store.stats().records == 5)
     }
 
     // MARK: - Stats

@@ -60,12 +60,16 @@ struct ProcessResult {
     var status: Int32
     var output: String
     var error: String
+    /// Set when the process was killed by a signal (`status` is then the signal number).
+    var signaled = false
+    /// Set when it ran past its timeout and was killed.
+    var timedOut = false
 }
 
 /// Runs a program to completion, capturing stdout and stderr.
-func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> ProcessResult {
+func runProcess(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, timeout: TimeInterval? = nil) throws -> ProcessResult {
     let process = try startProcess(executable, arguments, environment: environment)
-    return try process.finish()
+    return try process.finish(timeout: timeout)
 }
 
 final class RunningProcess {
@@ -94,11 +98,21 @@ final class RunningProcess {
 
     var isRunning: Bool { process.isRunning }
 
-    func finish() throws -> ProcessResult {
+    func finish(timeout: TimeInterval? = nil) throws -> ProcessResult {
+        var timedOut = false
+        if let timeout {
+            let deadline = Date().addingTimeInterval(timeout)
+            while process.isRunning, Date() < deadline { usleep(2000) }
+            if process.isRunning {
+                timedOut = true
+                kill(process.processIdentifier, SIGKILL)
+            }
+        }
         process.waitUntilExit()
         group.wait()
         return ProcessResult(status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
-                             error: String(decoding: errData, as: UTF8.self))
+                             error: String(decoding: errData, as: UTF8.self),
+                             signaled: process.terminationReason == .uncaughtSignal, timedOut: timedOut)
     }
 }
 
@@ -108,6 +122,10 @@ func startProcess(_ executable: String, _ arguments: [String], environment: [Str
 
 func voco(_ arguments: String...) throws -> ProcessResult {
     try runProcess(vocoExecutable(), arguments)
+}
+
+func voco(_ arguments: [String]) throws -> ProcessResult {
+    try runProcess(vocoExecutable(), arguments, timeout: 300)
 }
 
 /// Reads a little-endian Float32 file.

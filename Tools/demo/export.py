@@ -17,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 import pixels as pix
+from shapes import MAX_IMAGES_PER_QUESTION
 from model import ModelConfig, TextConfig, TinyLlava, VisionConfig
 
 TOWER = "model.vision_tower.vision_tower.vision_model."
@@ -95,7 +96,7 @@ def config_json(c: ModelConfig, template, dtype):
             },
         })
         voco = {"token_id": c.voco_id, "num_tokens": c.num_voco, "mode": c.mode, "layout": "sequential",
-                "compression_prefix_ids": [], "prompt_template": template}
+                "compression_prefix_ids": [], "prompt_template": template, "max_images": MAX_IMAGES_PER_QUESTION}
     cfg["voco"] = voco
     return cfg
 

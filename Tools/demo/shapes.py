@@ -7,10 +7,14 @@ images at once, which they name by order: "image 1", "image 2", ... (the `sequen
 
 Everything is deterministic by seed. Splits are disjoint by seed (each split has its own seed
 salt) and by scene content (the objects, ignoring background and noise): validation rejects
-test contents, samples reject both, train rejects all three.
+test contents, samples reject both, train rejects all three, and `unseen` rejects all four: its
+scenes are ones the model never saw in training nor in any other split (scenes of one object are
+nearly all taken by train, so unseen scenes hold 2 to 4 objects), for checks that must not
+lean on the test split (the record codecs' accuracy, docs/store.md).
 
     python Tools/demo/shapes.py --split test              # out/data/test/{images/,images.jsonl,questions.jsonl}
     python Tools/demo/shapes.py --split samples --out Samples --flat
+    python Tools/demo/shapes.py --split unseen            # out/data/unseen, the same layout as test
 """
 
 import argparse
@@ -43,6 +47,9 @@ POSITIONS = [
 ]
 NUMBER_WORDS = {1: "one", 2: "two", 3: "three", 4: "four"}
 PROMPT_TEMPLATE = "Q: {question} A:"
+# The most images one question reads (multi-image questions read 2 to this many): the exported
+# config.json's voco.max_images, the trained maximum `voco ask` checks.
+MAX_IMAGES_PER_QUESTION = 4
 
 # Split name -> (seed salt, scene count, question count). Train questions are drawn on the fly.
 SPLITS = {
@@ -50,8 +57,9 @@ SPLITS = {
     "val": (2, 300, 500),
     "samples": (4, 40, 64),
     "train": (1, 30000, 0),
+    "unseen": (5, 500, 1000),
 }
-SPLIT_ORDER = ["test", "val", "samples", "train"]  # each split rejects the contents of those before it
+SPLIT_ORDER = ["test", "val", "samples", "train", "unseen"]  # each split rejects the contents of those before it
 
 
 # MARK: - Scenes
@@ -453,7 +461,7 @@ def make_question(template, scenes_objects, rng):
 def draw_question(template, pool_objects, rng, max_tries=50):
     """Picks images from a pool (list of object lists) and asks `template` about them."""
     for _ in range(max_tries):
-        n = 1 if template in SINGLE else int(rng.integers(2, 5))
+        n = 1 if template in SINGLE else int(rng.integers(2, MAX_IMAGES_PER_QUESTION + 1))
         picks = [int(i) for i in rng.choice(len(pool_objects), size=n, replace=False)]
         result = make_question(template, [pool_objects[i] for i in picks], rng)
         if result is not None:

@@ -19,7 +19,7 @@ typedef struct {
     uint32_t width;               // set once the header is read, also when the status is not OK
     uint32_t height;
     uint32_t components;          // JPEG: components in the file (1, 3, 4); PNG: channels in the file
-    uint8_t *pixels;              // [height][width][3] RGB, malloc'd; release with voco_image_free
+    uint8_t *pixels;              // [height][width][3] RGB (the allocation may be larger), malloc'd; release with voco_image_free
     char message[200];            // the library's words when the status is not OK
 } voco_image_result;
 
@@ -27,8 +27,9 @@ typedef struct {
 /// 4-component (CMYK/YCCK) taken as Adobe-inverted CMYK and converted with Pillow's formula.
 int voco_jpeg_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, voco_image_result *result);
 
-/// Decodes a PNG to RGB as Pillow's decoder plus convert("RGB") does: 16-bit samples keep the
-/// high byte, palettes are looked up, gray is replicated, alpha (and tRNS) is dropped.
+/// Decodes a PNG to RGB as Pillow's decoder plus transformers 5's convert_to_rgb does: 16-bit
+/// samples keep the high byte, palettes are looked up, gray is replicated, alpha (and a tRNS
+/// colour or palette alphas) is composited onto white.
 int voco_png_decode_rgb(const uint8_t *data, size_t size, uint64_t max_pixels, voco_image_result *result);
 
 void voco_image_free(void *pixels);

@@ -1,0 +1,81 @@
+import COpenBLAS
+import Foundation
+import SafeTensors
+import Testing
+import VoCoKernels
+
+/// The linear kernel (GEMV up to 8 rows, packed GEMM above) against OpenBLAS on the same exact
+/// F32 values, at every ISA level, over odd shapes and unaligned pointers.
+@Suite struct LinearKernelTests {
+    /// (rows, out, in): 1, 7, 33 and 4097 in every role (not all at once, to stay quick); 8 is
+    /// the last GEMV row count, 9 the first GEMM one; 300 x 600 x 520 spans several packed blocks.
+    static let shapes: [(m: Int, n: Int, k: Int)] = {
+        var list: [(Int, Int, Int)] = []
+        for m in [1, 7, 33] { for n in [1, 7, 33, 4097] { for k in [1, 7, 33, 4097] where n < 4097 || k < 4097 {
+            list.append((m, n, k))
+        } } }
+        return list + [(4097, 7, 33), (4097, 33, 257), (8, 64, 256), (9, 64, 256), (300, 600, 520)]
+    }()
+
+    static let codes: [Int32] = [f32Code, f16Code, bf16Code]
+    static let pool = vk_pool_create(2, -1)
+
+    @Test(arguments: Levels.all, codes)
+    func linearMatchesOpenBLAS(isa: Int32, code: Int32) throws {
+        try Levels.requireSupported(isa)
+        var checked = 0
+        var weights: [Int: StoredWeight] = [:]  // by n * 10_000 + k: one weight for every row count
+        for (m, n, k) in Self.shapes {
+            let weight = weights[n * 10_000 + k] ?? StoredWeight(randomFloats(n * k, seed: UInt64(n * 31 + k)), code: code)
+            weights[n * 10_000 + k] = weight
+            let x = randomFloats(m * k, seed: UInt64(m * 7 + k))
+            let bias = randomFloats(n, seed: 5)
+            let expected = referenceProduct(x, m: m, weight.floats, n: n, k: k)
+            let magnitude = referenceProduct(x.map(abs), m: m, weight.floats.map(abs), n: n, k: k)
+            // Unaligned: x, y and the weight one element past aligned addresses.
+            var xs = [Float](repeating: 0, count: m * k + 1)
+            xs.replaceSubrange(1..., with: x)
+            var ys = [Float](repeating: .nan, count: m * n + 1)  // NaN already there must not leak in
+            xs.withUnsafeBufferPointer { xp in ys.withUnsafeMutableBufferPointer { yp in weight.withUnalignedStorage { w in
+                vk_linear(Self.pool, isa, xp.baseAddress! + 1, m, k, w, code, n, k, k, nil, yp.baseAddress! + 1, n, 0)
+            } } }
+            let check = agrees(Array(ys[1...]), expected, magnitude: magnitude)
+            #expect(check.ok, "\(Levels.name(isa)) type \(code) m \(m) n \(n) k \(k): \(check.worst)")
+
+            // accumulate and bias: y += x wᵀ + bias
+            ys.withUnsafeMutableBufferPointer { yp in xs.withUnsafeBufferPointer { xp in bias.withUnsafeBufferPointer { bp in
+                weight.withUnalignedStorage { w in
+                    vk_linear(Self.pool, isa, xp.baseAddress! + 1, m, k, w, code, n, k, k, bp.baseAddress, yp.baseAddress! + 1, n, 1)
+                }
+            } } }
+            var doubled = expected, bound = magnitude
+            for i in 0..<(m * n) {
+                doubled[i] = 2 * expected[i] + bias[i % n]
+                bound[i] = 2 * magnitude[i] + abs(bias[i % n])
+            }
+            let accumulated = agrees(Array(ys[1...]), doubled, magnitude: bound)
+            #expect(accumulated.ok, "accumulate \(Levels.name(isa)) type \(code) m \(m) n \(n) k \(k): \(accumulated.worst)")
+            checked += 1
+        }
+        #expect(checked == Self.shapes.count)
+    }
+
+    @Test(arguments: Levels.all)
+    func generalGemmTransposesAndScales(isa: Int32) throws {
+        try Levels.requireSupported(isa)
+        for (m, n, k) in [(1, 5, 3), (7, 33, 9), (33, 7, 65), (40, 70, 300)] {
+            let a = randomFloats(m * k, seed: 1), b = randomFloats(k * n, seed: 2), c0 = randomFloats(m * n, seed: 3)
+            for transposed in [false, true] {
+                // b as [k][n], or its transpose [n][k]
+                let bt = transposed ? (0..<(n * k)).map { b[($0 % k) * n + $0 / k] } : b
+                var expected = c0, actual = c0
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, transposed ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                            0.5, a, Int32(k), bt, Int32(transposed ? k : n), 0.25, &expected, Int32(n))
+                vk_gemm(Self.pool, isa, m, n, k, 0.5, a, k, bt, f32Code, transposed ? k : n, transposed ? 1 : 0, 0.25, &actual, n)
+                let magnitude = [Float](repeating: Float(k), count: m * n)
+                let check = agrees(actual, expected, magnitude: magnitude, relative: 1e-6)
+                #expect(check.ok, "\(Levels.name(isa)) m \(m) n \(n) k \(k) transposed \(transposed): \(check.worst)")
+            }
+        }
+    }
+}
