@@ -12,7 +12,9 @@
 //   VoCoStore           VoCo KV records, codecs, the store over backend protocols (records, catalog, jobs)
 //   VoCoStoreLMDB       the LMDB backend
 //   VoCoStoreRedis      the Redis Cluster backend (hiredis, our own cluster routing)
-//   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet
+//   VoCoPipeline        images -> caches -> answers: where the model side and the storage side meet;
+//                       Ingest/ (folders -> records, batch by batch)
+//   VoCoServer          the HTTP servers' shared foundation (Hummingbird 2) and the ingest daemon
 //   VoCoCommands        the `voco` subcommand tree (a library so tests run the real commands)
 //   voco, voco-bench    thin executables
 import PackageDescription
@@ -29,6 +31,11 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
     ],
     targets: [
         // MARK: - System libraries
@@ -69,6 +76,22 @@ let package = Package(
         // The model side and the storage side meet here: images -> caches -> answers.
         .target(name: "VoCoPipeline", dependencies: ["SafeTensors", "VoCoModel", "VoCoTokenizer", "VoCoImage", "VoCoStore"]),
 
+        // The HTTP servers: their shared foundation (options, auth, problem details, metrics,
+        // health, shutdown) and the ingest daemon. Takes a CacheStore; never knows the backend.
+        .target(
+            name: "VoCoServer",
+            dependencies: [
+                "VoCoPipeline",
+                "VoCoStore",
+                "VoCoImage",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+
         // MARK: - Executables
         .target(
             name: "VoCoCommands",
@@ -76,6 +99,7 @@ let package = Package(
                 "SafeTensors",
                 "VoCoCompute",
                 "VoCoPipeline",
+                "VoCoServer",
                 "VoCoModel",
                 "VoCoStore",
                 "VoCoStoreLMDB",
@@ -83,6 +107,7 @@ let package = Package(
                 "VoCoTokenizer",
                 "VoCoImage",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(name: "voco", dependencies: ["VoCoCommands"]),
@@ -123,7 +148,14 @@ let package = Package(
         ),
         .testTarget(name: "VoCoTokenizerTests", dependencies: ["VoCoTokenizer"], exclude: ["Fixtures"]),
         .testTarget(name: "VoCoImageTests", dependencies: ["VoCoImage", "SafeTensors"], exclude: ["Fixtures"]),
-        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB"], exclude: ["Fixtures"]),
+        // Child processes, paths and generated images for the ingest and server tests.
+        .target(name: "VoCoTestSupport", dependencies: ["VoCoImage", "VoCoStore"], path: "Tests/VoCoTestSupport"),
+        // `voco` is a dependency so that the ingest tests can run it as a child process and kill it.
+        .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB",
+                                                         "VoCoImage", "VoCoTestSupport", "voco"],
+                    exclude: ["Fixtures"]),
+        .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
+                                                       "VoCoTestSupport", "voco"]),
         // The built executables are dependencies so that the hostile-number harness runs them as a user does.
         .testTarget(name: "VoCoCommandsTests", dependencies: ["VoCoCommands", "voco", "voco-bench"]),
     ],

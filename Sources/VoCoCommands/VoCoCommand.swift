@@ -7,6 +7,8 @@ public struct VoCoCommand: ParsableCommand {
         abstract: "Compress images once into VoCo KV caches and answer questions from them.",
         subcommands: [
             AskCommand.self,
+            IngestCommand.self,
+            IngestDaemonCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
             StoreCommand.self,

@@ -12,6 +12,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
     case invalidSplit(path: String, line: Int, reason: String)
     /// A cache that cannot pass between the engine and the store.
     case cacheShape(reason: String)
+    /// Ingest settings that cannot run (batch size, threads).
+    case invalidIngestOptions(reason: String)
 
     public var description: String {
         switch self {
@@ -31,6 +33,8 @@ public enum PipelineError: Error, Equatable, CustomStringConvertible, LocalizedE
             return "\(path):\(line): \(reason)"
         case let .cacheShape(reason):
             return "cache: \(reason)"
+        case let .invalidIngestOptions(reason):
+            return "ingest: \(reason)"
         }
     }
 

@@ -50,12 +50,12 @@ public enum SyntheticKV {
     public static func imageDigest(_ n: Int) -> Digest { Digest.sha256(Array("synthetic image \(n)".utf8)) }
 }
 
-/// SplitMix64: small, fast, and the same on every platform.
-struct SplitMix64 {
+/// SplitMix64: small, fast, and the same on every platform (tests draw from it too).
+public struct SplitMix64: RandomNumberGenerator {
     private var state: UInt64
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

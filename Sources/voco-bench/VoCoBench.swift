@@ -17,6 +17,7 @@ struct VoCoBench: ParsableCommand {
             RedisBenchmark.self,
             TokenizerBenchmark.self,
             ImageBenchmark.self,
+            IngestBenchmark.self,
         ]
     )
 }
