@@ -114,3 +114,16 @@ public func jsonResponse<T: Encodable>(_ value: T, status: HTTPResponse.Status =
     headers[.contentType] = "application/json"
     return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
 }
+
+/// The whole request body, at most `limit` bytes. Over the limit: 413. A body that cannot be
+/// read to its end (bad chunk framing, a client that closed before sending what its
+/// Content-Length promised): 400, not a server failure.
+public func collectBody(_ request: Request, limit: Int) async throws -> [UInt8] {
+    do {
+        return Array(try await request.body.collect(upTo: limit).readableBytesView)
+    } catch is NIOTooManyBytesError {
+        throw Problem(.bodyTooLarge, "the body is over the limit of \(limit) bytes")
+    } catch {
+        throw Problem(.badRequest, "the request body could not be read to its end (\(String(describing: error).prefix(200)))")
+    }
+}

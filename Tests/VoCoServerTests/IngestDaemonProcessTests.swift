@@ -102,9 +102,13 @@ struct Daemon {
 
     @Test func sigtermMidBatchExitsPromptlyAndARestartFinishesTheWork() async throws {
         let work = TestPaths.scratch("ingestd-term")
+        // The queue is filled by a daemon without a worker first: were uploads and compression
+        // to overlap, a fast machine could finish nearly every job before the first SIGTERM.
+        let intake = try Daemon.start(work: work, extra: ["--no-worker"])
+        let digests = try await Self.upload(intake, count: 60, work: work)
+        #expect(try intake.terminate().status == 0)
         var daemon = try Daemon.start(work: work, extra: ["--shutdown-grace", "0"])
         defer { daemon.child.stop() }
-        let digests = try await Self.upload(daemon, count: 60, work: work)
         // Up to three SIGTERMs, each once four more jobs are done; then a daemon finishes the rest.
         var requeued = 0, terms = 0, done = 0
         while terms < 3 {

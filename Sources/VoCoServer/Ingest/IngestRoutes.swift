@@ -103,11 +103,7 @@ struct IngestRoutes: Sendable {
 
     /// The whole body, refused past the limit.
     private func body(_ request: Request) async throws -> [UInt8] {
-        do {
-            return Array(try await request.body.collect(upTo: maximumBodyBytes).readableBytesView)
-        } catch is NIOTooManyBytesError {
-            throw Problem(.bodyTooLarge, "the body is over the limit of \(maximumBodyBytes) bytes")
-        }
+        try await collectBody(request, limit: maximumBodyBytes)
     }
 
     // MARK: Jobs
