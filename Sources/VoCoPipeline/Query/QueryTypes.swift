@@ -74,9 +74,10 @@ public struct QueryAnswer: Sendable {
     public var candidates: Int
     /// True when not every candidate fit and the planner chose by relevance.
     public var ranked: Bool
-    /// How the planner chose: "all" (every candidate fit, collection order), "probe: <probe
-    /// question>" (ranked by the relevance probe), or "first" (no relevance rule matches the
-    /// question: the first images in collection order).
+    /// How the planner chose: "all" (every candidate fit, collection order), "head: <target>"
+    /// (ranked by the model's trained relevance head), "probe: <probe question>" (ranked by the
+    /// model's yes/no answer to the probe over each image alone), or "first" (no relevance rule
+    /// matches the question: the first images in collection order).
     public var plan: String
     /// The model fingerprint.
     public var model: Digest
