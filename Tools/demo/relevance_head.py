@@ -5,7 +5,8 @@ yes/no probe ("Is there a red circle?", one image at a time) orders a holder abo
 about 95% of the time on the samples, too little to find one image among a thousand. This tool
 trains a small head on the caches themselves, MIRAGE's approach on Visual Haystacks: an MLP reads
 one image's cache (every layer's K and V rows, as the store keeps them) and gives one logit per
-target phrase ("red circle", ...). It is exported next to the model as relevance.safetensors and
+target phrase ("red circle", ...). It is exported into the model directory as relevance/head.safetensors (a folder of its own, so
+that no tool takes it for a weight shard) and
 named by relevance.json's "head"; the Swift planner runs it (Sources/VoCoPipeline/Query).
 
 Steps (each resumable):
@@ -141,12 +142,14 @@ def train(args):
     # Fold the standardisation into the first layer: (x - mean) / std @ w1 = x @ (w1 / std) - (mean / std) @ w1.
     w1f = (w1 / std[:, None]).astype(np.float32)
     b1f = (b1 - (mean / std) @ w1).astype(np.float32)
-    write_safetensors(os.path.join(args.model, "relevance.safetensors"), {
+    out = os.path.join(args.model, "relevance", "head.safetensors")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    write_safetensors(out, {
         "hidden.weight": np.ascontiguousarray(w1f.T), "hidden.bias": b1f,
         "output.weight": np.ascontiguousarray(w2.T), "output.bias": b2,
     }, {"targets": json.dumps(targets), "model_fingerprint": args.fingerprint, "features": "keys,values",
         "images": str(len(x)), "held_out_images": str(len(held))})
-    print(f"wrote {os.path.join(args.model, 'relevance.safetensors')}: {d} -> {hdim} -> {t} targets")
+    print(f"wrote {out}: {d} -> {hdim} -> {t} targets")
 
 
 def write_safetensors(path, tensors, metadata):
@@ -175,7 +178,7 @@ if __name__ == "__main__":
     r.add_argument("--count", type=int, default=12000)
     t = sub.add_parser("train")
     t.add_argument("--data", required=True, help="folder with images.jsonl and store/")
-    t.add_argument("--model", required=True, help="model directory: relevance.safetensors is written there")
+    t.add_argument("--model", required=True, help="model directory: relevance/head.safetensors is written there")
     t.add_argument("--fingerprint", required=True, help="the model's fingerprint (voco inspect models --store DATA/store)")
     t.add_argument("--hidden", type=int, default=256)
     t.add_argument("--epochs", type=int, default=60)

@@ -5,13 +5,15 @@ import VoCoStore
 
 // MARK: - A trained head that scores a stored cache against target phrases
 
-/// `relevance.safetensors` in the model directory (Tools/demo/relevance_head.py trains it on
+/// `relevance/head.safetensors` in the model directory (Tools/demo/relevance_head.py trains it on
 /// stored caches): an MLP from one image's cache (every layer's K rows, then every layer's V
 /// rows, as the store keeps them: K before RoPE) to one logit per target phrase ("red circle").
 /// Its metadata names the targets and the model fingerprint it was trained for; a head made
 /// for another model is refused. Reads only the cache, never the image.
 public struct RelevanceHead: Sendable {
-    public static let fileName = "relevance.safetensors"
+    /// In a folder of its own: a `*.safetensors` file beside the weights would be taken for one
+    /// (shard discovery, the model fingerprint).
+    public static let fileName = "relevance/head.safetensors"
     public let targets: [String]
     let inputs: Int
     let hidden: Int
