@@ -37,6 +37,11 @@ public final class QueryService: @unchecked Sendable {
 
     public var cacheStatistics: CacheStatistics { lru.statistics }
 
+    /// Every "image N" in `answer`, resolved against `used` (placement order).
+    public static func references(in answer: String, used: [UsedImage]) -> [ImageReference] {
+        ImageMentions.resolve(answer, used: used)
+    }
+
     struct Candidate {
         var digest: Digest
         var ordinal: UInt64?

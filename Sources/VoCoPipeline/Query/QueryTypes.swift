@@ -34,7 +34,7 @@ public struct UsedImage: Sendable, Codable, Equatable {
     /// The ranking score (probe log-odds) when the planner ranked, else nil.
     public var relevance: Double?
 
-    public init(number: Int, digest: String, ordinal: UInt64?, name: String?, relevance: Double?) {
+    public init(number: Int, digest: String, ordinal: UInt64? = nil, name: String? = nil, relevance: Double? = nil) {
         self.number = number
         self.digest = digest
         self.ordinal = ordinal
