@@ -154,8 +154,8 @@ let package = Package(
         .testTarget(name: "VoCoPipelineTests", dependencies: ["VoCoPipeline", "VoCoModel", "VoCoTokenizer", "VoCoStore", "VoCoStoreLMDB",
                                                          "VoCoImage", "VoCoTestSupport", "voco"],
                     exclude: ["Fixtures"]),
-        .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoImage",
-                                                       "VoCoTestSupport", "voco"]),
+        .testTarget(name: "VoCoServerTests", dependencies: ["VoCoServer", "VoCoPipeline", "VoCoStore", "VoCoStoreLMDB", "VoCoStoreRedis",
+                                                       "VoCoImage", "VoCoTestSupport", "voco"]),
         // The built executables are dependencies so that the hostile-number harness runs them as a user does.
         .testTarget(name: "VoCoCommandsTests", dependencies: ["VoCoCommands", "voco", "voco-bench"]),
     ],

@@ -18,7 +18,9 @@ enum CompactHeader {
     static let flagZstd: UInt8 = 2
     /// The record holds its values minus its model's reference (ModelReference.swift); `hq` only.
     static let flagRelative: UInt8 = 4
-    static let knownFlags = flagKeysBeforeRoPE | flagZstd | flagRelative
+    /// int8 only: a bfloat16 scale per row (`RecordHeader.flagInt8RowScales`, the same bit in format 1).
+    static let flagInt8RowScales: UInt8 = RecordHeader.flagInt8RowScales
+    static let knownFlags = flagKeysBeforeRoPE | flagZstd | flagRelative | flagInt8RowScales
 
     static func isCompact(_ record: UnsafeRawBufferPointer) -> Bool {
         record.count >= 2 && record[0] == magic[0] && record[1] == magic[1]
@@ -26,7 +28,7 @@ enum CompactHeader {
 
     static func encode(_ h: RecordHeader) -> [UInt8] {
         let flags = (h.keysBeforeRoPE ? flagKeysBeforeRoPE : 0) | (h.payloadIsZstd ? flagZstd : 0)
-            | (h.referenceTag != nil ? flagRelative : 0)
+            | (h.referenceTag != nil ? flagRelative : 0) | (h.int8RowScales ? flagInt8RowScales : 0)
         var out = magic + [UInt8(formatVersion), h.codec.rawValue, h.dtype.rawValue, flags]
         for value in [h.layers, h.kvHeads, h.headDim, h.tokens, h.firstPosition] { appendVarint(value, to: &out) }
         switch h.codec {
@@ -54,6 +56,9 @@ enum CompactHeader {
         guard flags & ~knownFlags == 0 else { throw RecordProblem("unknown flag bits \(flags)") }
         guard flags & flagRelative == 0 || codec == .hq else {
             throw RecordProblem("flag bits \(flags): a \(codec.name) record cannot be relative to a model reference (bit 2); only hq records can")
+        }
+        guard flags & flagInt8RowScales == 0 || codec == .int8 else {
+            throw RecordProblem("flag bits \(flags): a \(codec.name) record cannot have int8 row scales (bit 3); only int8 records can")
         }
         var position = 6
         func varint(_ name: String) throws -> Int {
@@ -101,7 +106,7 @@ enum CompactHeader {
             format: formatVersion, codec: codec, dtype: dtype, keysBeforeRoPE: flags & flagKeysBeforeRoPE != 0,
             model: model, image: image, layers: layers, kvHeads: kvHeads, headDim: headDim, tokens: tokens,
             firstPosition: firstPosition, groupSize: groupSize, keyBits: keyBits, valueBits: valueBits,
-            bodyLength: 0, payloadLength: payloadLength, payloadIsZstd: flags & flagZstd != 0, headerLength: position,
+            int8RowScales: flags & flagInt8RowScales != 0, bodyLength: 0, payloadLength: payloadLength, payloadIsZstd: flags & flagZstd != 0, headerLength: position,
             referenceTag: referenceTag)
         guard let bodyLength = BodyLayout.length(of: header) else {
             throw RecordProblem("the shape [\(layers), \(tokens), \(kvHeads), \(headDim)] is too large for one record")

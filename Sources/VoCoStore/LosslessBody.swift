@@ -15,8 +15,9 @@ enum BodyLayout {
         case .shuffleZstd, .zstd:
             return elements * dtype.size
         case .int8:
-            // int8 values, then f32 scales: per layer, channels key scales and tokens value scales
-            return elements + 4 * layers * (channels + tokens)
+            // int8 values, then f32 scales per layer (channels key scales and tokens value scales),
+            // or a bf16 scale per row (Int8Body)
+            return Int8Body.length(elements: elements, layers: layers, tokens: tokens, channels: channels, rowScales: h.int8RowScales)
         case .q4:
             guard groupSize > 0 else { return nil }
             let groups = (channels + groupSize - 1) / groupSize

@@ -159,6 +159,7 @@ public enum RecordCoder {
             kv = try reference.subtract(from: kv, image: image)
         }
         let body: [UInt8]
+        var int8RowScales = false
         var partEnds: [Int] = []  // where the byte planes, the scales or the code streams start: zstd blocks end there
         do {
             switch settings.codec {
@@ -168,7 +169,7 @@ public enum RecordCoder {
             case .zstd:
                 body = LosslessBody.encode(kv, dtype: dtype, shuffled: false)
             case .int8:
-                body = try Int8Body.encode(kv)
+                (body, int8RowScales) = try Int8Body.encode(kv)
                 partEnds = [kv.count * 2]
             case .q4:
                 body = try Q4Body.encode(kv, groupSize: settings.groupSize)
@@ -189,7 +190,7 @@ public enum RecordCoder {
             format: compact ? CompactHeader.formatVersion : 1, codec: settings.codec, dtype: dtype, keysBeforeRoPE: kv.keysBeforeRoPE,
             model: model, image: image, layers: kv.layers, kvHeads: kv.kvHeads, headDim: kv.headDim, tokens: kv.tokens,
             firstPosition: kv.firstPosition, groupSize: settings.codec == .q4 ? settings.groupSize : 0,
-            keyBits: settings.keyBits, valueBits: settings.valueBits,
+            keyBits: settings.keyBits, valueBits: settings.valueBits, int8RowScales: int8RowScales,
             bodyLength: body.count, payloadLength: payload.count, payloadIsZstd: !stored, referenceTag: bound?.tag)
         var record = header.encoded()
         header.headerLength = record.count

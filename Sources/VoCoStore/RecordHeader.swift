@@ -8,7 +8,8 @@ public enum RecordCodec: UInt8, CaseIterable, Sendable {
     case shuffleZstd = 1
     /// Values in their dtype, zstd alone (the baseline shuffle is measured against). Lossless.
     case zstd = 2
-    /// int8: keys scaled per (layer, channel), values per (layer, token) (KIVI-style), then zstd.
+    /// int8: keys scaled per (layer, channel), values per (layer, token) (KIVI-style), or, when that
+    /// would be larger than the F16 values (few rows), a bfloat16 scale per row; then zstd.
     case int8 = 3
     /// 4-bit asymmetric quantisation in groups of `groupSize` channels per row, then zstd.
     case q4 = 4
@@ -72,6 +73,9 @@ public struct RecordHeader: Equatable, Sendable {
     public static let length = 128
     public static let checksumLength = 32
     static let flagKeysBeforeRoPE: UInt8 = 1
+    /// int8 only, in both formats: the body has a bfloat16 scale per row (Int8Body) instead of
+    /// Float32 scales per key channel and value token. Bit 3, so that it means the same in format 2.
+    static let flagInt8RowScales: UInt8 = 8
     static let checksumSHA256: UInt8 = 1
 
     /// 1 or 2 (`CompactHeader.formatVersion`).
@@ -92,6 +96,9 @@ public struct RecordHeader: Equatable, Sendable {
     /// hq: bits per key code and per value code; 0 for the other codecs.
     public var keyBits: Int
     public var valueBits: Int
+    /// int8: the body has one bfloat16 scale per row (flag bit 3) rather than Float32 scales per
+    /// key channel and value token; false for the other codecs.
+    public var int8RowScales: Bool
     /// Bytes of the body (the payload after zstd decompression, or the payload itself).
     public var bodyLength: Int
     /// Bytes stored between header and checksum.
@@ -106,7 +113,7 @@ public struct RecordHeader: Equatable, Sendable {
 
     init(format: Int = 1, codec: RecordCodec, dtype: ValueType, keysBeforeRoPE: Bool, model: Digest, image: Digest,
          layers: Int, kvHeads: Int, headDim: Int, tokens: Int, firstPosition: Int, groupSize: Int = 0,
-         keyBits: Int = 0, valueBits: Int = 0, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
+         keyBits: Int = 0, valueBits: Int = 0, int8RowScales: Bool = false, bodyLength: Int, payloadLength: Int, payloadIsZstd: Bool = true,
          headerLength: Int = RecordHeader.length, referenceTag: [UInt8]? = nil) {
         self.format = format
         self.codec = codec
@@ -122,6 +129,7 @@ public struct RecordHeader: Equatable, Sendable {
         self.groupSize = groupSize
         self.keyBits = keyBits
         self.valueBits = valueBits
+        self.int8RowScales = int8RowScales
         self.bodyLength = bodyLength
         self.payloadLength = payloadLength
         self.payloadIsZstd = payloadIsZstd
@@ -154,7 +162,7 @@ public struct RecordHeader: Equatable, Sendable {
         put(UInt16(Self.length), at: 10)
         out[12] = codec.rawValue
         out[13] = dtype.rawValue
-        out[14] = keysBeforeRoPE ? Self.flagKeysBeforeRoPE : 0
+        out[14] = (keysBeforeRoPE ? Self.flagKeysBeforeRoPE : 0) | (int8RowScales ? Self.flagInt8RowScales : 0)
         out[15] = Self.checksumSHA256
         out.replaceSubrange(16..<48, with: model.bytes)
         out.replaceSubrange(48..<80, with: image.bytes)
@@ -203,7 +211,10 @@ public struct RecordHeader: Equatable, Sendable {
         guard u16(10) == UInt16(Self.length) else { throw RecordProblem("header length \(u16(10)), expected \(Self.length)") }
         guard let codec = RecordCodec(rawValue: record[12]) else { throw RecordProblem("unknown codec id \(record[12])") }
         guard let dtype = ValueType(rawValue: record[13]) else { throw RecordProblem("unknown dtype id \(record[13])") }
-        guard record[14] & ~Self.flagKeysBeforeRoPE == 0 else { throw RecordProblem("unknown flag bits \(record[14])") }
+        guard record[14] & ~(Self.flagKeysBeforeRoPE | Self.flagInt8RowScales) == 0 else { throw RecordProblem("unknown flag bits \(record[14])") }
+        guard record[14] & Self.flagInt8RowScales == 0 || codec == .int8 else {
+            throw RecordProblem("flag bits \(record[14]): a \(codec.name) record cannot have int8 row scales (bit 3); only int8 records can")
+        }
         guard record[15] == Self.checksumSHA256 else { throw RecordProblem("unknown checksum kind \(record[15])") }
         guard record[120..<128].allSatisfy({ $0 == 0 }) else { throw RecordProblem("reserved header bytes are not zero") }
         let (bodyLength, payloadLength) = (u64(104), u64(112))
@@ -215,7 +226,7 @@ public struct RecordHeader: Equatable, Sendable {
             format: 1, codec: codec, dtype: dtype, keysBeforeRoPE: record[14] & Self.flagKeysBeforeRoPE != 0,
             model: Digest(unchecked: Array(record[16..<48])), image: Digest(unchecked: Array(record[48..<80])),
             layers: u32(80), kvHeads: u32(84), headDim: u32(88), tokens: u32(92),
-            firstPosition: u32(96), groupSize: u32(100),
+            firstPosition: u32(96), groupSize: u32(100), int8RowScales: record[14] & Self.flagInt8RowScales != 0,
             bodyLength: Int(bodyLength), payloadLength: Int(payloadLength)
         )
         guard header.layers > 0, header.kvHeads > 0, header.headDim > 0, header.tokens > 0 else {
@@ -245,7 +256,7 @@ extension RecordHeader: Encodable {
     enum CodingKeys: String, CodingKey {
         case magic, formatVersion, headerLength, codec, dtype, keysBeforeRoPE, checksum
         case model, image, layers, kvHeads, headDim, tokens, firstPosition, groupSize, bodyLength, payloadLength
-        case keyBits, valueBits, payload, reference
+        case keyBits, valueBits, payload, reference, int8Scales
     }
 
     /// Format 1 gives the fields at their offsets; format 2 adds how the payload is stored and,
@@ -271,6 +282,7 @@ extension RecordHeader: Encodable {
         try c.encode(groupSize, forKey: .groupSize)
         try c.encode(bodyLength, forKey: .bodyLength)
         try c.encode(payloadLength, forKey: .payloadLength)
+        if codec == .int8 { try c.encode(int8RowScales ? "rows" : "channels", forKey: .int8Scales) }
         if compact {
             try c.encode(payloadIsZstd ? "zstd" : "raw", forKey: .payload)
             if codec == .hq {

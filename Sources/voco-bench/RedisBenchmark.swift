@@ -19,6 +19,14 @@ struct RedisBenchmark: ParsableCommand {
     @Option(help: "Records per write.") var batch = 32
     @Option(help: "Concurrent clients in the second run of each measure.") var clients = 8
     @Option(help: "Runs per measure; the best rate is printed.") var repeats = 3
+    @Flag(help: "Measure ingest images/s instead: `voco ingestd` worker processes draining one queue (LMDB with 1 worker, the cluster with 1 and 2).")
+    var ingest = false
+    @Option(help: "--ingest: a folder of images (e.g. Tools/bench/shapes_images.py's); the first --count files of the sorted walk are ingested.")
+    var images: String?
+    @Option(help: "--ingest: images per run.") var count = 400
+    @Option(help: "--ingest: jobs a worker claims per batch (voco ingestd --batch).") var ingestBatch = 16
+    @Option(help: "--ingest: the voco executable (default: the one next to voco-bench).") var voco: String?
+    @Option(help: "--ingest: the model directory (default: the bundled model).") var model: String?
 
     struct Shape {
         let name: String
@@ -36,6 +44,7 @@ struct RedisBenchmark: ParsableCommand {
             throw ValidationError("name a cluster with --cluster host:port or VOCO_REDIS_CLUSTER (Tools/redis-cluster.sh start makes one)")
         }
         guard records > 0, batch > 0, clients > 0, repeats > 0 else { throw ValidationError("--records, --batch, --clients and --repeats must be > 0") }
+        if ingest { return try IngestWorkersBenchmark(seeds: seeds, options: self).run() }
         print("voco-bench redis: cluster \(seeds), \(batch) records per write, 1 and \(clients) clients, best of \(repeats) runs")
         print("store writes: one write body per batch (Redis: pipelined per node, then WAIT for 1 replica); reads: one get per record (checksum and model checked, decoded to Float32), and raw record bytes")
         print("redis-benchmark: the same value size on the same cluster, -P 1 (one request per round trip, as the store's reads) and -P \(batch) (as its writes); it does not WAIT")

@@ -12,10 +12,11 @@ struct Daemon {
     let child: ChildProcess
     let client: TestHTTPClient
 
-    static func start(work: String, extra: [String] = []) throws -> Daemon {
+    /// `store`: a directory or `redis://` URL (default: `work`/store).
+    static func start(work: String, store: String? = nil, extra: [String] = []) throws -> Daemon {
         let portFile = work + "/port-\(UUID().uuidString.prefix(6))"
         let child = try ChildProcess(TestPaths.voco, [
-            "ingestd", "--store", work + "/store", "--uploads", work + "/uploads", "--model", TestPaths.bundledModel,
+            "ingestd", "--store", store ?? work + "/store", "--uploads", work + "/uploads", "--model", TestPaths.bundledModel,
             "--listen", "127.0.0.1:0", "--port-file", portFile, "--batch", "4",
         ] + extra, logs: work)
         let deadline = Date().addingTimeInterval(60)

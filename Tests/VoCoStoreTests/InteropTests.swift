@@ -86,6 +86,7 @@ import Testing
                 #expect(json["payload"] as? String == (header.payloadIsZstd ? "zstd" : "raw"))
                 #expect(json["keyBits"] as? Int == header.keyBits && json["valueBits"] as? Int == header.valueBits)
                 #expect(json["reference"] as? String == header.referenceTag.map(ModelReference.hex))
+                #expect(json["int8RowScales"] as? Bool == header.int8RowScales)
             }
 
             // A corrupted record is refused by the Python reader too...
@@ -108,6 +109,48 @@ import Testing
                 }
             }
         }
+    }
+
+    /// int8's two layouts (scales per key channel and value token; a bfloat16 scale per row when
+    /// that would be larger than F16) over odd shapes, one channel included (groups of 2 values
+    /// that cross from one row to the next), k = 1...8, with zeros, subnormals and huge values:
+    /// the Python reader gets Swift's tensors bit for bit in both record formats.
+    @Test func thePythonReaderDecodesBothInt8Layouts() throws {
+        let (interpreter, reason) = try Self.python()
+        guard let interpreter else { try Test.cancel("interop check skipped: \(reason)") }
+        let script = Self.repository.appendingPathComponent("Tools/interop/read_records.py").path
+        let shapes = [(layers: 1, heads: 1, dim: 1), (layers: 2, heads: 1, dim: 3), (layers: 3, heads: 2, dim: 7), (layers: 2, heads: 3, dim: 4)]
+        let models = shapes.map { SyntheticKV.model(layers: $0.layers, kvHeads: $0.heads, headDim: $0.dim, tokensPerImage: 8, dtype: .f16, seed: UInt64($0.dim * 10 + $0.heads)) }
+        var layouts = Set<Bool>()
+        for spec in ["int8", "int8:compact"] {
+            let store = try makeStore(codec: try CodecSettings(parsing: spec), models: models)
+            var written: [(ModelDescriptor, Digest)] = []
+            for model in models {
+                for tokens in 1...8 {
+                    var kv = SyntheticKV.make(layers: model.layers, tokens: tokens, kvHeads: model.kvHeads, headDim: model.headDim, seed: UInt64(tokens), modelSeed: 5)
+                    kv.keys[0] = 0; kv.values[kv.values.count - 1] = 0x1p-140  // zero, a subnormal
+                    if kv.keys.count > 2 { kv.keys[1] = 3e38; kv.values[1] = -1e-30 }
+                    if tokens == 3 { kv.values = kv.values.map { $0 * 0x1p-130 } }  // all subnormal or nearly
+                    let image = SyntheticKV.imageDigest(tokens)
+                    try store.put(kv, image: image, model: model.fingerprint)
+                    written.append((model, image))
+                }
+            }
+            let dump = temporaryDirectory("dump")
+            let result = try runProcess(interpreter, (interpreter == "/usr/bin/env" ? ["python3"] : []) + [script, store.path, "--dump", dump])
+            #expect(result.status == 0, "\(spec): \(result.output) \(result.error)")
+            for (model, image) in written {
+                let base = (dump as NSString).appendingPathComponent("\(model.fingerprint.hex)-\(image.hex)-int8")
+                let (header, swift, _) = try #require(try store.read { try $0.record(RecordKey(model: model.fingerprint, image: image, codec: .int8)) })
+                layouts.insert(header.int8RowScales)
+                let what = "\(spec) \(model.layers)x\(model.kvHeads)x\(model.headDim) tokens \(header.tokens) row scales \(header.int8RowScales)"
+                #expect(try readFloats(base + ".k.f32").map(\.bitPattern) == swift.keys.map(\.bitPattern), "\(what): keys")
+                #expect(try readFloats(base + ".v.f32").map(\.bitPattern) == swift.values.map(\.bitPattern), "\(what): values")
+                let json = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: base + ".json"))) as? [String: Any])
+                #expect(json["int8RowScales"] as? Bool == header.int8RowScales && json["bodyLength"] as? Int == header.bodyLength, "\(what)")
+            }
+        }
+        #expect(layouts == [false, true], "both int8 layouts were written")
     }
 
     /// The Python reader refuses a relative record whose reference is gone or was replaced, as

@@ -121,7 +121,15 @@ import Testing
                                              settings: CodecSettings(codec: .hq, referenceImages: 16), reference: reference)
         let compactHeader = try compact.withUnsafeBytes { try RecordCoder.verifiedHeader($0, model: model.fingerprint, image: image, reference: reference) }
         let compactJSON = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(compactHeader)) as? [String: Any])
-        #expect(Set(compactJSON.keys) == Set(properties.keys))
+        #expect(Set(compactJSON.keys) == Set(properties.keys).subtracting(["int8Scales"]))
+        // An int8 record, in either format, says which scales it has.
+        for compactInt8 in [false, true] {
+            let int8 = try RecordCoder.encode(kv, model: model.fingerprint, image: image, dtype: .bf16, settings: CodecSettings(codec: .int8, compactHeader: compactInt8))
+            let int8Header = try int8.withUnsafeBytes { try RecordCoder.verifiedHeader($0, model: model.fingerprint, image: image) }
+            let int8JSON = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(int8Header)) as? [String: Any])
+            #expect(int8JSON["int8Scales"] as? String == (int8Header.int8RowScales ? "rows" : "channels"))
+            #expect(Set(int8JSON.keys).isSubset(of: Set(properties.keys)))
+        }
         #expect(compactJSON["magic"] as? String == "VK" && compactJSON["checksum"] as? String == "sha256-keyed-16")
         for (name, property) in properties where property["x-offset"] != nil {
             let offset = try #require(property["x-offset"] as? Int), size = try #require(property["x-size"] as? Int)

@@ -55,8 +55,10 @@ def parse_header(record, model=None, image=None):
      body_length, payload_length) = struct.unpack_from("<HHBBBB32s32sIIIIIIQQ", record, 8)
     if version != 1 or header_length != HEADER_LENGTH:
         raise RecordError(f"format version {version}, header length {header_length}")
-    if codec not in CODECS or dtype not in DTYPES or checksum_kind != 1 or flags & ~1:
+    if codec not in CODECS or dtype not in DTYPES or checksum_kind != 1 or flags & ~(1 | 8):
         raise RecordError(f"unknown codec {codec}, dtype {dtype}, checksum kind {checksum_kind} or flags {flags}")
+    if flags & 8 and CODECS[codec] != "int8":
+        raise RecordError(f"flag bits {flags}: only int8 records can have row scales")
     if record[120:128] != bytes(8):
         raise RecordError("reserved bytes are not zero")
     if HEADER_LENGTH + payload_length + CHECKSUM_LENGTH != len(record):
@@ -66,7 +68,7 @@ def parse_header(record, model=None, image=None):
     h = dict(format=1, codec=CODECS[codec], dtype=DTYPES[dtype], keysBeforeRoPE=bool(flags & 1),
              model=model.hex(), image=image.hex(), layers=layers, kvHeads=kv_heads, headDim=head_dim,
              tokens=tokens, firstPosition=first_position, groupSize=group_size, keyBits=0, valueBits=0,
-             bodyLength=body_length, payloadLength=payload_length, payload="zstd", headerLength=HEADER_LENGTH)
+             int8RowScales=bool(flags & 8), bodyLength=body_length, payloadLength=payload_length, payload="zstd", headerLength=HEADER_LENGTH)
     if (h["codec"] == "q4") != (group_size > 0):
         raise RecordError("group size does not fit the codec")
     if h["codec"] == "hq":
@@ -84,8 +86,10 @@ def parse_compact_header(record, model, image):
     version, codec, dtype, flags = record[2], record[3], record[4], record[5]
     if version != 2:
         raise RecordError(f"format version {version}")
-    if codec not in CODECS or dtype not in DTYPES or flags & ~7:
+    if codec not in CODECS or dtype not in DTYPES or flags & ~15:
         raise RecordError(f"unknown codec {codec}, dtype {dtype} or flags {flags}")
+    if flags & 8 and CODECS[codec] != "int8":
+        raise RecordError(f"flag bits {flags}: only int8 records can have row scales")
     if flags & 4 and CODECS[codec] != "hq":
         raise RecordError(f"flag bits {flags}: only hq records can be relative to a model reference")
     position = 6
@@ -132,7 +136,7 @@ def parse_compact_header(record, model, image):
     h = dict(format=2, codec=CODECS[codec], dtype=DTYPES[dtype], keysBeforeRoPE=bool(flags & 1),
              model=model.hex() if model else None, image=image.hex() if image else None,
              layers=layers, kvHeads=kv_heads, headDim=head_dim, tokens=tokens, firstPosition=first_position,
-             groupSize=group_size, keyBits=key_bits, valueBits=value_bits,
+             groupSize=group_size, keyBits=key_bits, valueBits=value_bits, int8RowScales=bool(flags & 8),
              payloadLength=end - position, payload="zstd" if flags & 2 else "raw", headerLength=position)
     if tag is not None:
         h["reference"] = tag.hex()
@@ -147,6 +151,8 @@ def expected_body_length(h):
     channels = h["kvHeads"] * h["headDim"]
     if h["codec"] in ("shuffle-zstd", "zstd"):
         return rows * channels * DTYPE_SIZE[h["dtype"]]
+    if h["codec"] == "int8" and h["int8RowScales"]:  # a bfloat16 scale per group of max(C, 2) values
+        return rows * channels + 2 * (rows * channels // max(channels, 2))
     if h["codec"] == "int8":
         return rows * channels + 4 * h["layers"] * (channels + h["tokens"])
     if h["codec"] == "hq":
@@ -209,6 +215,12 @@ def decode_record(record, model=None, image=None, reference=None):
         if h["codec"] == "shuffle-zstd":
             raw = raw.reshape(size, R * C).T.copy()  # planes [size][N] -> elements [N][size]
         rows = widen(raw.tobytes(), h["dtype"]).reshape(L, 2, T, C)
+    elif h["codec"] == "int8" and h["int8RowScales"]:
+        N, g = R * C, max(C, 2)
+        q = np.frombuffer(body, dtype=np.int8, count=N).astype(np.float32)
+        bits = np.frombuffer(body, dtype="<u2", offset=N).astype(np.uint32) << 16  # bfloat16 -> binary32
+        scales = bits.view(np.float32)
+        rows = (q.reshape(N // g, g) * scales[:, None]).astype(np.float32).reshape(L, 2, T, C)
     elif h["codec"] == "int8":
         q = np.frombuffer(body, dtype=np.int8, count=R * C).reshape(L, 2, T, C).astype(np.float32)
         scales = np.frombuffer(body, dtype="<f4", offset=R * C).astype(np.float32).reshape(L, C + T)
