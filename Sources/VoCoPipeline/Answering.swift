@@ -21,19 +21,29 @@ extension AnsweringModel {
     /// `onText` receives the answer as it is generated (UTF-8-safe chunks).
     public func answer(_ question: String, caches: [VoCoCache], options: GenerationOptions = GenerationOptions(maxNewTokens: 32),
                        onText: ((String) -> Void)? = nil) throws -> Answer {
+        try answer(question, caches: caches, options: options, onText: onText, onFirstToken: nil)
+    }
+
+    /// `answer`, calling `onFirstToken` when the first answer token has been chosen (the end of
+    /// the prefill; not called when the first token is a stop token).
+    func answer(_ question: String, caches: [VoCoCache], options: GenerationOptions, onText: ((String) -> Void)?,
+                onFirstToken: (() -> Void)?) throws -> Answer {
         guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw PipelineError.emptyQuestion }
         let prompt = promptIds(for: question)
         let placement = CachePlacement(caches: caches, layout: settings.layout)
         try checkContext(textStart: placement.textStart, images: caches.count, imageRows: caches.reduce(0) { $0 + $1.rows },
                          promptTokens: prompt.count, answerTokens: options.maxNewTokens)
         var stream = tokenizer.streamingDecoder(skipSpecialTokens: true)
-        let result = try engine.generate(caches: caches, prompt: prompt, options: options, onToken: onText.map { emit in
-            { token in
+        var first = onFirstToken
+        let observe = onText != nil || onFirstToken != nil
+        let result = try engine.generate(caches: caches, prompt: prompt, options: options, onToken: observe ? { token in
+            if let f = first { f(); first = nil }
+            if let emit = onText {
                 let chunk = stream.push(token)
                 if !chunk.isEmpty { emit(chunk) }
-                return true
             }
-        })
+            return true
+        } : nil)
         if let onText {
             let rest = stream.finish()
             if !rest.isEmpty { onText(rest) }
