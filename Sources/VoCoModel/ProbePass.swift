@@ -8,6 +8,8 @@ extension VoCoEngine {
     /// logits of `tokens` at the prompt's last position: `[caches.count][tokens.count]`. Runs
     /// `batch` caches as the sequences of one batched pass; every result equals what a
     /// `QuerySession` over that cache alone gives for the same prompt (up to the order of float sums).
+    /// Each row ends with log(sum(exp(logits))) over the whole vocabulary, so that
+    /// `row[i] - row.last` is the log-probability of `tokens[i]`.
     public func probeLogits(caches: [VoCoCache], prompt: [Int], tokens: [Int], batch: Int = 64) throws -> [[Float]] {
         let c = text, kw = c.kvWidth, h = c.hiddenSize, vocab = c.vocabSize
         guard !prompt.isEmpty else { throw ModelError.invalidArgument("a probe needs at least one prompt token") }
@@ -71,7 +73,10 @@ extension VoCoEngine {
                 for (s, index) in members.enumerated() {
                     let row = UnsafeBufferPointer(start: out + s * vocab, count: vocab)
                     try checkFinite(row, position: first.firstPosition + rows + length - 1)
-                    results[index] = tokens.map { row[$0] }
+                    let top = row.max() ?? 0
+                    var sum: Double = 0
+                    for v in row { sum += exp(Double(v - top)) }
+                    results[index] = tokens.map { row[$0] } + [top + Float(log(sum))]
                 }
             }
         }

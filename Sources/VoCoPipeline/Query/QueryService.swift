@@ -17,8 +17,11 @@ public final class QueryService: @unchecked Sendable {
     public let model: AnsweringModel
     public let fingerprint: Digest
     /// The model directory's ranking rules (relevance.json), nil when it has none.
-    public let rules: RelevanceRules?
+    public var rules: RelevanceRules?
     let lru: DecodedCacheLRU
+    /// When false the planner never ranks: a collection larger than what fits is answered over
+    /// its first images in collection order (the baseline the haystack benchmark measures).
+    public var usesRelevance = true
 
     public init(store: CacheStore, model: AnsweringModel, fingerprint: Digest, cacheBytes: Int = 256 << 20) throws {
         self.store = store
@@ -175,7 +178,7 @@ public final class QueryService: @unchecked Sendable {
         if fit >= candidates.count {
             return Plan(placed: candidates.indices.map { Placement(index: $0, relevance: nil) }, ranked: false, question: question)
         }
-        guard let rules, let match = rules.match(question) else {
+        guard usesRelevance, let rules, let match = rules.match(question) else {
             // No rule for this question: the first images in collection order (documented fallback).
             return Plan(placed: (0..<fit).map { Placement(index: $0, relevance: nil) }, ranked: false, question: question)
         }
@@ -186,15 +189,30 @@ public final class QueryService: @unchecked Sendable {
         return Plan(placed: order.prefix(keep).map { Placement(index: $0, relevance: scores[$0]) }, ranked: true, question: asked)
     }
 
-    /// Each cache's relevance: the largest log-odds logit(yes) - logit(no) over the probes.
-    func relevance(probes: [String], caches: [VoCoCache], rules: RelevanceRules) throws -> [Double] {
-        var best = [Double](repeating: -.infinity, count: caches.count)
+    /// Each cache's relevance: the sum of its probes' scores (log-odds or log-probabilities,
+    /// RelevanceRules.Probe), each probe asked of every cache alone in batched passes.
+    func relevance(probes: [RelevanceRules.Probe], caches: [VoCoCache], rules: RelevanceRules) throws -> [Double] {
+        var total = [Double](repeating: 0, count: caches.count)
         for probe in probes {
-            let logits = try model.engine.probeLogits(caches: caches, prompt: model.promptIds(for: probe),
-                                                      tokens: [rules.yesToken, rules.noToken], batch: rules.batch)
-            for (i, pair) in logits.enumerated() { best[i] = max(best[i], Double(pair[0] - pair[1])) }
+            let prompt = model.promptIds(for: probe.question)
+            let answer = try probe.answer.map { try answerToken($0, after: prompt, probe: probe.question) } ?? rules.yesToken
+            let against = try probe.answer == nil ? rules.noToken : probe.against.map { try answerToken($0, after: prompt, probe: probe.question) }
+            let logits = try model.engine.probeLogits(caches: caches, prompt: prompt, tokens: [answer] + (against.map { [$0] } ?? []),
+                                                      batch: rules.batch)
+            for (i, row) in logits.enumerated() {
+                total[i] += Double(row[0] - (against == nil ? row[row.count - 1] : row[1]))
+            }
         }
-        return best
+        return total
+    }
+
+    /// The first token the model writes for `answer` after `prompt`.
+    func answerToken(_ answer: String, after prompt: [Int], probe: String) throws -> Int {
+        let full = model.tokenizer.encode(model.settings.prompt(for: probe) + " " + answer, addSpecialTokens: false)
+        guard full.count > prompt.count, Array(full.prefix(prompt.count)) == prompt else {
+            throw RelevanceError(path: rules?.path ?? RelevanceRules.fileName, reason: "the answer \"\(answer)\" of probe \"\(probe)\" does not tokenize after its prompt")
+        }
+        return full[prompt.count]
     }
 
     // MARK: References

@@ -15,7 +15,7 @@ public struct RelevanceRules: Sendable {
         public let pattern: String
         let regex: NSRegularExpression
         /// Probe questions; `$1`, `$2`... are the pattern's groups.
-        public let probes: [String]
+        public let probes: [Probe]
         /// How many of the best-ranked images to place (at most the model's maximum).
         public let place: Int?
         /// The question asked over the placed images instead of the user's (`$1`... allowed);
@@ -69,8 +69,17 @@ public struct RelevanceRules: Sendable {
             do { regex = try NSRegularExpression(pattern: pattern, options: [.caseInsensitive]) } catch {
                 throw fail("rules[\(i)].pattern is not a regular expression: \(pattern)")
             }
-            guard let probes = object["probes"] as? [String], !probes.isEmpty else {
-                throw fail("rules[\(i)].probes must be a non-empty list of strings")
+            guard let list = object["probes"] as? [Any], !list.isEmpty else {
+                throw fail("rules[\(i)].probes must be a non-empty list")
+            }
+            let probes = try list.enumerated().map { j, item -> Probe in
+                if let question = item as? String { return Probe(question: question, answer: nil, against: nil) }
+                guard let o = item as? [String: Any], let question = o["question"] as? String, let answer = o["answer"] as? String,
+                      !answer.isEmpty else {
+                    throw fail("rules[\(i)].probes[\(j)] must be a string or an object with 'question' and 'answer' strings")
+                }
+                if let against = o["against"], !(against is String) { throw fail("rules[\(i)].probes[\(j)].against must be a string") }
+                return Probe(question: question, answer: answer, against: o["against"] as? String)
             }
             var place: Int?
             if let p = object["place"] {
@@ -93,14 +102,25 @@ public struct RelevanceRules: Sendable {
         for (index, rule) in rules.enumerated() {
             guard let m = rule.regex.firstMatch(in: q, options: [.anchored], range: range), m.range == range else { continue }
             func fill(_ template: String) -> String { rule.regex.replacementString(for: m, in: q, offset: 0, template: template) }
-            return Match(rule: index, probes: rule.probes.map(fill), place: rule.place, ask: rule.ask.map(fill))
+            let probes = rule.probes.map { Probe(question: fill($0.question), answer: $0.answer.map(fill), against: $0.against.map(fill)) }
+            return Match(rule: index, probes: probes, place: rule.place, ask: rule.ask.map(fill))
         }
         return nil
     }
 
+    /// A question asked of each image alone. A plain string is a yes/no question scored by the
+    /// log-odds logit(yes_token) - logit(no_token); an object scores the first token of `answer`
+    /// against the first token of `against` (log-odds), or, without `against`, by its
+    /// log-probability over the whole vocabulary.
+    public struct Probe: Sendable, Equatable {
+        public let question: String
+        public let answer: String?
+        public let against: String?
+    }
+
     public struct Match: Sendable, Equatable {
         public let rule: Int
-        public let probes: [String]
+        public let probes: [Probe]
         public let place: Int?
         public let ask: String?
     }
