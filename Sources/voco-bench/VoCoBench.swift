@@ -18,6 +18,8 @@ struct VoCoBench: ParsableCommand {
             TokenizerBenchmark.self,
             ImageBenchmark.self,
             IngestBenchmark.self,
+            HaystackBenchmark.self,
+            CachedBenchmark.self,
         ]
     )
 }

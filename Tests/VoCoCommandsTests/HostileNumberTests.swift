@@ -99,6 +99,9 @@ enum HostileTable {
                                + Array(repeating: ["--image", "/nonexistent.png"], count: 600).flatMap { $0 } + ["Q?"],
                                mentions: "max_position_embeddings"))
         rows.append(HostileRun(program: "voco", arguments: ["ask", "--image", Paths.fifo, "Q?"], mentions: "FIFO"))
+        // voco ask over a store (issue 14).
+        rows += option("voco", ["ask", "--collection", "c"], "cache-bytes", ["-1", min, past], extra: ["Q?"])
+        rows.append(HostileRun(program: "voco", arguments: ["ask", "--digest", "zz", "Q?"], mentions: "--digest"))
         rows.append(HostileRun(program: "voco", arguments: ["ask", "--image", "/dev/zero", "Q?"], mentions: "character device"))
         rows.append(HostileRun(program: "voco", arguments: ["ask", "--image", Paths.scratch, "Q?"], mentions: "a directory"))
         // voco eval
@@ -164,6 +167,8 @@ enum HostileTable {
         rows += option("voco-bench", ["tokenizer"], "bytes", ["0", "-1", max])
         let codecs = ["codecs", "--split", Paths.repository + "/Samples"]
         rows += option("voco-bench", codecs, "limit", ["0", "-1", min])
+        rows += option("voco-bench", ["haystack", "--data", Paths.scratch], "limit", ["0", "-1", min])
+        rows += option("voco-bench", ["cached"], "rounds", ["0", "-1", min])
         rows += option("voco-bench", codecs, "codec", ["hq:k=9", "q3"])
         return rows
     }
@@ -174,7 +179,7 @@ enum HostileTable {
 
     @Test func tableCoversEveryProgram() {
         // The counts docs/reliability.md records; change both together.
-        #expect(HostileTable.voco.count == 87 && HostileTable.bench.count == 71, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
+        #expect(HostileTable.voco.count == 91 && HostileTable.bench.count == 77, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
     }
 
     @Test(arguments: rows)

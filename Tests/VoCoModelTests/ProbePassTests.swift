@@ -16,7 +16,10 @@ import Testing
         for (cache, row) in zip(caches, probed) {
             let alone = try engine.queryLogits(caches: [cache], tokens: text)
             let last = Array(alone[((text.count - 1) * vocab)...])
-            #expect(maxAbsDifference(row, tokens.map { last[$0] }) <= 1e-4)
+            // The tokens' logits, then log(sum(exp)) over the vocabulary.
+            let m = last.max()!
+            let logSumExp = m + log(last.reduce(Float(0)) { $0 + exp($1 - m) })
+            #expect(maxAbsDifference(row, tokens.map { last[$0] } + [logSumExp]) <= 1e-4)
         }
     }
 

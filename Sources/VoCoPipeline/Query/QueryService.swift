@@ -2,181 +2,269 @@ import Foundation
 import VoCoModel
 import VoCoStore
 
-// MARK: - Questions over stored collections (the read side)
+// MARK: - Questions over stored caches
 
-/// Answers questions from stored caches: one read transaction per question loads the
-/// candidates (a consistent snapshot while ingest writes), decoded caches stay in a byte-bounded
-/// LRU, and the planner places every candidate when all fit, else ranks them with the model's
-/// relevance probe and places the best. Nothing is compressed here. Thread-safe: questions may
-/// come from many threads (the engine runs one forward pass at a time).
+/// Answers questions over stored collections or chosen images from their stored caches: no image
+/// is read or compressed. One read transaction per question loads the members and records (a
+/// consistent snapshot while ingest writes); only records of this model's fingerprint are used;
+/// decoded caches stay in a byte-bounded LRU. When every candidate fits the context and the
+/// model's trained maximum (`voco.max_images`), all are placed in collection order; otherwise
+/// the planner ranks them (relevance.json's probes over each cache alone) and places the best.
+///
+/// Thread-safe: many threads may call `ask` at once (the engine runs one pass at a time).
 public final class QueryService: @unchecked Sendable {
     public let store: CacheStore
     public let model: AnsweringModel
     public let fingerprint: Digest
-    public let relevance: RelevanceRules?
-    /// The model's trained relevance head, when it has one (else the planner probes).
-    public let head: RelevanceHead?
-    public let lru: CacheLRU
-    /// Caches per batched probe pass.
-    public var probeBatch = 64
+    /// The model directory's ranking rules (relevance.json), nil when it has none.
+    public var rules: RelevanceRules?
+    /// The model's trained relevance head (relevance/head.safetensors), nil when it has none;
+    /// settable so that a benchmark can compare with the probes alone.
+    public var head: RelevanceHead?
+    /// What the service could not use and said so (a relevance head made for another model).
+    public private(set) var warnings: [String] = []
+    let lru: DecodedCacheLRU
+    /// When false the planner never ranks: a collection larger than what fits is answered over
+    /// its first images in collection order (the baseline the haystack benchmark measures).
+    public var usesRelevance = true
 
     public init(store: CacheStore, model: AnsweringModel, fingerprint: Digest, cacheBytes: Int = 256 << 20) throws {
         self.store = store
         self.model = model
         self.fingerprint = fingerprint
-        relevance = try RelevanceRules.load(directory: model.directory, tokenizer: model.tokenizer)
-        head = try RelevanceHead.load(directory: model.directory, fingerprint: fingerprint)
-        lru = CacheLRU(capacity: cacheBytes)
+        rules = try RelevanceRules.load(directory: model.directory, tokenizer: model.tokenizer)
+        do {
+            head = try RelevanceHead.load(directory: model.directory, fingerprint: fingerprint)
+        } catch let error as RelevanceError where error.reason.hasPrefix("trained for model") {
+            // A head made for other weights (a copied or retrained model): the probes rank instead.
+            head = nil
+            warnings.append("\(error); ranking by relevance.json's probes instead")
+        }
+        lru = DecodedCacheLRU(capacity: cacheBytes)
     }
 
-    /// Computes the model's fingerprint (using the store's hash cache).
     public convenience init(store: CacheStore, model: AnsweringModel, cacheBytes: Int = 256 << 20) throws {
-        let fingerprint = try ModelFingerprint.compute(directory: model.directory, store: store)
-        try self.init(store: store, model: model, fingerprint: fingerprint.fingerprint, cacheBytes: cacheBytes)
+        let fingerprint = try ModelFingerprint.compute(directory: model.directory, store: store).fingerprint
+        try self.init(store: store, model: model, fingerprint: fingerprint, cacheBytes: cacheBytes)
     }
 
     public var cacheStatistics: CacheStatistics { lru.statistics }
 
-    /// Every "image N" in `answer`, resolved against `used` (placement order).
-    public static func references(in answer: String, used: [UsedImage]) -> [ImageReference] {
-        ImageMentions.resolve(answer, used: used)
-    }
-
-    struct Candidate {
-        var digest: Digest
-        var ordinal: UInt64?
-        var name: String?
-    }
+    // MARK: Asking
 
     public func ask(_ request: QueryRequest, onText: ((String) -> Void)? = nil) throws -> QueryAnswer {
-        let question = request.question
-        guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw QueryError.emptyQuestion }
-        // A question whose prompt and answer do not fit beside one image is refused before any read.
-        do { try model.checkQuestion(question, images: 1, options: request.generation) } catch let error as PipelineError {
-            throw QueryError.doesNotFit(error.description)
-        }
+        let question = request.question.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !question.isEmpty else { throw QueryError.emptyQuestion }
+        var timings = QueryTimings()
         var clock = Stopwatch()
-        let (candidates, caches) = try load(request)
-        let load = clock.lap()
+        let candidates = try load(request)
+        timings.load = clock.lap()
 
-        let chosen = try plan(question, caches: caches, options: request.generation)
-        let plan = clock.lap()
+        let plan = try self.plan(question: question, candidates: candidates, options: request.generation)
+        timings.plan = clock.lap()
 
-        var prefill = 0.0, decode = 0.0
-        let answer = try model.answer(question, caches: chosen.order.map { caches[$0] }, options: request.generation, onText: onText) {
-            prefill = $0
-            decode = $1
+        let caches = plan.placed.map { candidates[$0.index].cache }
+        var firstToken: Double?
+        let answer: Answer
+        do {
+            answer = try model.answer(plan.question, caches: caches, options: request.generation, onText: onText,
+                                      onFirstToken: { firstToken = clock.elapsed })
+        } catch let error as PipelineError {
+            throw Self.queryError(error)
         }
-        let used = chosen.order.enumerated().map { number, index in
-            UsedImage(number: number + 1, digest: candidates[index].digest.hex, ordinal: candidates[index].ordinal,
-                      name: candidates[index].name, relevance: chosen.scores.map { Double($0[index]) })
+        let generation = clock.lap()
+        timings.prefill = firstToken ?? generation
+        timings.decode = max(0, generation - timings.prefill)
+
+        let used = plan.placed.enumerated().map { i, p in
+            let c = candidates[p.index]
+            return UsedImage(number: i + 1, digest: c.image.hex, ordinal: c.ordinal, name: c.name, relevance: p.relevance)
         }
         return QueryAnswer(answer: answer.text, tokens: answer.tokens, stop: answer.stop, used: used,
-                           references: ImageMentions.resolve(answer.text, used: used), candidates: candidates.count,
-                           ranked: chosen.scores != nil, plan: chosen.description, model: fingerprint,
-                           timings: QueryTimings(load: load, plan: plan, prefill: prefill, decode: decode))
+                           references: Self.references(in: answer.text, used: used), candidates: candidates.count,
+                           ranked: plan.ranked, plan: plan.method, model: fingerprint, timings: timings)
     }
 
-    // MARK: Loading, in one read transaction
+    // MARK: Loading (one read transaction)
 
-    func load(_ request: QueryRequest) throws -> ([Candidate], [VoCoCache]) {
+    struct Candidate {
+        let image: Digest
+        let ordinal: UInt64?
+        let name: String?
+        let cache: VoCoCache
+    }
+
+    func load(_ request: QueryRequest) throws -> [Candidate] {
         try store.read { r in
-            let candidates = try self.candidates(r, request)
-            let caches = try candidates.map { candidate -> VoCoCache in
-                let key = CacheLRU.Key(image: candidate.digest, model: fingerprint)
-                if let cache = lru.get(key) { return cache }
-                guard let kv = try r.record(image: candidate.digest, model: fingerprint) else {
-                    throw try missingRecord(r, candidate.digest, collection: request.collection)
+            var chosen: [(image: Digest, ordinal: UInt64?)] = []
+            if let name = request.collection {
+                guard try r.collection(named: name) != nil else { throw QueryError.unknownCollection(name) }
+                if request.images.isEmpty {
+                    chosen = try r.members(of: name).map { ($0.image, $0.ordinal) }
+                } else {
+                    var seen = Set<Digest>()
+                    for image in request.images where seen.insert(image).inserted {
+                        guard let ordinal = try r.ordinal(of: image, in: name) else {
+                            if try r.image(image) == nil && !(try hasAnyRecord(r, image)) { throw QueryError.unknownImage(image) }
+                            throw QueryError.notInCollection(image: image, collection: name)
+                        }
+                        chosen.append((image, ordinal))
+                    }
+                    chosen.sort { $0.ordinal! < $1.ordinal! }
+                }
+            } else {
+                var seen = Set<Digest>()
+                chosen = request.images.filter { seen.insert($0).inserted }.map { ($0, nil) }
+            }
+            guard !chosen.isEmpty else { throw QueryError.noImages }
+            return try chosen.map { image, ordinal in
+                let name = try r.image(image)?.sourceNames.first
+                let key = DecodedCacheLRU.Key(model: fingerprint, image: image)
+                if let cache = lru.get(key) { return Candidate(image: image, ordinal: ordinal, name: name, cache: cache) }
+                guard let kv = try record(r, image) else {
+                    guard try r.image(image) != nil || hasAnyRecord(r, image) else { throw QueryError.unknownImage(image) }
+                    let others = try r.models().map(\.fingerprint).filter { $0 != fingerprint && (try? hasRecord(r, image, model: $0)) == true }
+                    if others.isEmpty { throw QueryError.noRecord(image: image, model: fingerprint, collection: request.collection) }
+                    throw QueryError.wrongModel(image: image, collection: request.collection, wanted: fingerprint, found: others.sorted())
                 }
                 let cache = try model.engineCache(kv)
                 lru.put(key, cache)
-                return cache
+                return Candidate(image: image, ordinal: ordinal, name: name, cache: cache)
             }
-            return (candidates, caches)
         }
     }
 
-    private func candidates(_ r: StoreReader, _ request: QueryRequest) throws -> [Candidate] {
-        var seen = Set<Digest>()
-        let asked = request.images.filter { seen.insert($0).inserted }
-        func name(_ digest: Digest) throws -> String? { try r.image(digest)?.sourceNames.first }
-        guard let collection = request.collection else {
-            guard !asked.isEmpty else { throw QueryError.noImages(collection: nil) }
-            return try asked.map { digest in
-                guard try r.image(digest) != nil || r.hasRecord(image: digest, model: fingerprint) else { throw QueryError.unknownImage(digest) }
-                return Candidate(digest: digest, ordinal: nil, name: try name(digest))
-            }
+    /// This model's record of `image`: the store's codec first, then any other.
+    private func record(_ r: StoreReader, _ image: Digest) throws -> KVTensors? {
+        if let kv = try r.record(image: image, model: fingerprint) { return kv }
+        for codec in RecordCodec.allCases where codec != store.codec.codec {
+            if let found = try r.record(RecordKey(model: fingerprint, image: image, codec: codec)) { return found.kv }
         }
-        guard try r.collection(named: collection) != nil else { throw QueryError.unknownCollection(collection) }
-        var members = try r.members(of: collection)
-        if !asked.isEmpty {
-            let wanted = Set(asked)
-            members = members.filter { wanted.contains($0.image) }
-            let present = Set(members.map(\.image))
-            for digest in asked where !present.contains(digest) {
-                guard try r.image(digest) != nil else { throw QueryError.unknownImage(digest) }
-                throw QueryError.notInCollection(image: digest, collection: collection)
-            }
-        }
-        guard !members.isEmpty else { throw QueryError.noImages(collection: collection) }
-        return try members.map { Candidate(digest: $0.image, ordinal: $0.ordinal, name: try name($0.image)) }
+        return nil
     }
 
-    private func missingRecord(_ r: StoreReader, _ image: Digest, collection: String?) throws -> QueryError {
-        let others = try r.models().map(\.fingerprint).filter { $0 != fingerprint && (try? r.hasRecord(image: image, model: $0)) == true }
-        if others.isEmpty {
-            guard try r.image(image) != nil else { return .unknownImage(image) }
-            return .noRecord(image: image, model: fingerprint, collection: collection)
-        }
-        return .wrongModel(image: image, collection: collection, wanted: fingerprint, found: others)
+    private func hasRecord(_ r: StoreReader, _ image: Digest, model: Digest) throws -> Bool {
+        try RecordCodec.allCases.contains { try r.readTransaction.hasRecord(RecordKey(model: model, image: image, codec: $0)) }
+    }
+
+    private func hasAnyRecord(_ r: StoreReader, _ image: Digest) throws -> Bool {
+        try r.models().contains { try hasRecord(r, image, model: $0.fingerprint) }
     }
 
     // MARK: Planning
 
-    struct Plan {
-        /// Candidate indices in placement order.
-        var order: [Int]
-        /// Relevance of every candidate when ranked.
-        var scores: [Float]?
-        var description: String
+    struct Placement: Equatable {
+        let index: Int
+        let relevance: Double?
     }
 
-    func plan(_ question: String, caches: [VoCoCache], options: GenerationOptions) throws -> Plan {
-        let count = caches.count
-        func fits(_ n: Int) -> Bool { (try? model.checkQuestion(question, images: n, options: options)) != nil }
-        let trained = model.settings.maxImages ?? count
-        if count <= trained, fits(count) { return Plan(order: Array(0..<count), scores: nil, description: "all") }
-        // The most images that fit: checkQuestion is monotone in the count.
-        var (low, high) = (1, min(count, trained))
-        while low < high {
-            let middle = low + (high - low + 1) / 2
-            if fits(middle) { low = middle } else { high = middle - 1 }
+    struct Plan {
+        var placed: [Placement]
+        var ranked: Bool
+        /// What the model is asked over the placed images.
+        var question: String
+        /// QueryAnswer.plan.
+        var method: String
+    }
+
+    /// The most images of `candidates`' rows that fit the context with the question, and the
+    /// model's trained maximum.
+    func fitting(question: String, count: Int, options: GenerationOptions) throws -> Int {
+        var n = min(count, model.settings.maxImages ?? count)
+        while n > 0 {
+            do {
+                try model.checkQuestion(question, images: n, options: options)
+                return n
+            } catch PipelineError.contextTooSmall {
+                n -= 1
+            }
         }
-        var limit = low
-        guard let relevance, let (probe, target, rule) = relevance.probe(for: question) else {
-            return Plan(order: Array(0..<limit), scores: nil, description: "first")
+        do {
+            try model.checkQuestion(question, images: 1, options: options)
+        } catch let error as PipelineError {
+            throw Self.queryError(error)
         }
-        let scores: [Float], method: String
-        if let head, let target, let byHead = try head.scores(target, caches: caches) {
-            (scores, method) = (byHead, "head: \(target)")
+        return 1
+    }
+
+    func plan(question: String, candidates: [Candidate], options: GenerationOptions) throws -> Plan {
+        let fit = try fitting(question: question, count: candidates.count, options: options)
+        if fit >= candidates.count {
+            return Plan(placed: candidates.indices.map { Placement(index: $0, relevance: nil) }, ranked: false, question: question, method: "all")
+        }
+        guard usesRelevance, let rules, let match = rules.match(question) else {
+            // No rule for this question: the first images in collection order (documented fallback).
+            return Plan(placed: (0..<fit).map { Placement(index: $0, relevance: nil) }, ranked: false, question: question, method: "first")
+        }
+        let scores: [Double], method: String
+        if let head, let target = match.target, let byHead = try head.scores(target, caches: candidates.map(\.cache)) {
+            (scores, method) = (byHead.map(Double.init), "head: \(target.lowercased())")
         } else {
-            let prompt = model.promptIds(for: probe)
-            let logits = try model.engine.probeLogits(caches: caches, prompt: prompt, tokens: [relevance.yes, relevance.no], batch: probeBatch)
-            (scores, method) = (logits.map { $0[0] - $0[1] }, "probe: \(probe)")
+            scores = try relevance(probes: match.probes, caches: candidates.map(\.cache), rules: rules)
+            method = "probes: " + match.probes.map(\.question).joined(separator: " | ")
         }
-        if let images = rule.images { limit = min(limit, images) }
-        // Best first; equal scores keep collection order.
-        let order = (0..<count).sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return Plan(order: Array(order.prefix(limit)), scores: scores, description: method)
+        let order = candidates.indices.sorted { a, b in scores[a] != scores[b] ? scores[a] > scores[b] : a < b }
+        let asked = match.ask ?? question
+        let keep = min(match.place ?? fit, try fitting(question: asked, count: candidates.count, options: options))
+        return Plan(placed: order.prefix(keep).map { Placement(index: $0, relevance: scores[$0]) }, ranked: true, question: asked, method: method)
+    }
+
+    /// Each cache's relevance: the sum of its probes' scores (log-odds or log-probabilities,
+    /// RelevanceRules.Probe), each probe asked of every cache alone in batched passes.
+    func relevance(probes: [RelevanceRules.Probe], caches: [VoCoCache], rules: RelevanceRules) throws -> [Double] {
+        var total = [Double](repeating: 0, count: caches.count)
+        for probe in probes {
+            let prompt = model.promptIds(for: probe.question)
+            let answer = try probe.answer.map { try answerToken($0, after: prompt, probe: probe.question) } ?? rules.yesToken
+            let against = try probe.answer == nil ? rules.noToken : probe.against.map { try answerToken($0, after: prompt, probe: probe.question) }
+            let logits = try model.engine.probeLogits(caches: caches, prompt: prompt, tokens: [answer] + (against.map { [$0] } ?? []),
+                                                      batch: rules.batch)
+            for (i, row) in logits.enumerated() {
+                total[i] += Double(row[0] - (against == nil ? row[row.count - 1] : row[1]))
+            }
+        }
+        return total
+    }
+
+    /// The first token the model writes for `answer` after `prompt`.
+    func answerToken(_ answer: String, after prompt: [Int], probe: String) throws -> Int {
+        let full = model.tokenizer.encode(model.settings.prompt(for: probe) + " " + answer, addSpecialTokens: false)
+        guard full.count > prompt.count, Array(full.prefix(prompt.count)) == prompt else {
+            throw RelevanceError(path: rules?.path ?? RelevanceRules.fileName, reason: "the answer \"\(answer)\" of probe \"\(probe)\" does not tokenize after its prompt")
+        }
+        return full[prompt.count]
+    }
+
+    // MARK: References
+
+    /// "image N" mentions in `answer`, resolved to the placed images (digest nil when N was not placed).
+    public static func references(in answer: String, used: [UsedImage]) -> [ImageReference] {
+        guard let regex = try? NSRegularExpression(pattern: "\\bimage\\s+([0-9]+)\\b", options: [.caseInsensitive]) else { return [] }
+        let ns = answer as NSString
+        return regex.matches(in: answer, range: NSRange(location: 0, length: ns.length)).compactMap { m in
+            guard let number = Int(ns.substring(with: m.range(at: 1))) else { return nil }
+            let image = (1...max(1, used.count)).contains(number) && number <= used.count ? used[number - 1] : nil
+            return ImageReference(text: ns.substring(with: m.range), number: number, digest: image?.digest, name: image?.name)
+        }
+    }
+
+    static func queryError(_ error: PipelineError) -> Error {
+        switch error {
+        case .emptyQuestion: return QueryError.emptyQuestion
+        case .contextTooSmall: return QueryError.doesNotFit(error.description)
+        default: return error
+        }
     }
 }
 
-/// Seconds between laps.
+/// Wall-clock laps.
 struct Stopwatch {
-    private var last = DispatchTime.now().uptimeNanoseconds
+    private var start = DispatchTime.now().uptimeNanoseconds
+    /// Seconds since the last lap.
+    var elapsed: Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
     mutating func lap() -> Double {
         let now = DispatchTime.now().uptimeNanoseconds
-        defer { last = now }
-        return Double(now - last) / 1e9
+        defer { start = now }
+        return Double(now - start) / 1e9
     }
 }

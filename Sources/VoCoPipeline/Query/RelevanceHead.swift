@@ -26,7 +26,7 @@ public struct RelevanceHead: Sendable {
     public static func load(directory: String, fingerprint: Digest) throws -> RelevanceHead? {
         let path = (directory as NSString).appendingPathComponent(fileName)
         guard FileManager.default.fileExists(atPath: path) else { return nil }
-        func fail(_ reason: String) -> RelevanceRulesError { RelevanceRulesError(path: path, reason: reason) }
+        func fail(_ reason: String) -> RelevanceError { RelevanceError(path: path, reason: reason) }
         let file = try SafeTensorsFile(path: path)
         guard let text = file.metadata["targets"], let targets = try? JSONDecoder().decode([String].self, from: Data(text.utf8)), !targets.isEmpty else {
             throw fail("its metadata has no \"targets\" list")
@@ -52,7 +52,7 @@ public struct RelevanceHead: Sendable {
         var hiddenValues = [Float](repeating: 0, count: hidden)
         return try caches.map { cache in
             guard cache.keys.count + cache.values.count == inputs else {
-                throw RelevanceRulesError(path: Self.fileName, reason: "the head reads \(inputs) values per cache; this cache has \(cache.keys.count + cache.values.count)")
+                throw RelevanceError(path: Self.fileName, reason: "the head reads \(inputs) values per cache; this cache has \(cache.keys.count + cache.values.count)")
             }
             let features = cache.keys + cache.values
             features.withUnsafeBufferPointer { x in

@@ -47,9 +47,9 @@ import VoCoTestSupport
         for (cache, score) in zip(caches, scores) { #expect(abs(score - (cache.keys[feature] + 0.5)) <= 1e-5) }
         #expect(try head.scores("absent", caches: caches) == nil)
         // Another model's head, or a cache of another size: refused by name.
-        #expect(throws: RelevanceRulesError.self) { try RelevanceHead.load(directory: directory, fingerprint: Digest.sha256(Data("x".utf8))) }
+        #expect(throws: RelevanceError.self) { try RelevanceHead.load(directory: directory, fingerprint: Digest.sha256(Data("x".utf8))) }
         let small = try VoCoCache(mode: .voco, layers: 1, rows: 1, width: 2, firstPosition: 0, keys: [1, 2], values: [3, 4])
-        #expect(throws: RelevanceRulesError.self) { try head.scores("needle", caches: [small]) }
+        #expect(throws: RelevanceError.self) { try head.scores("needle", caches: [small]) }
         // A file that is not a head.
         try Data("not safetensors".utf8).write(to: URL(fileURLWithPath: directory + "/" + RelevanceHead.fileName))
         #expect(throws: (any Error).self) { try RelevanceHead.load(directory: directory, fingerprint: fingerprint) }
@@ -67,7 +67,7 @@ import VoCoTestSupport
         let caches = try members.map { try model.engineCache(try #require(try store.get(image: $0.image, model: fingerprint))) }
         let feature = caches[0].keys.count - 1
         try Self.writeHead(directory, inputs: caches[0].keys.count + caches[0].values.count, feature: feature, fingerprint: fingerprint.hex)
-        try Data(#"{"version": 1, "yes": "yes", "no": "no", "rules": [{"pattern": "^find the ([a-z]+)$", "probe": "Is there a $1?", "target": "$1", "images": 2}]}"#.utf8)
+        try Data(#"{"format": 1, "yes_token": "▁yes", "no_token": "▁no", "rules": [{"pattern": "find the ([a-z]+)", "probes": ["Is there a $1?"], "target": "$1", "place": 2}]}"#.utf8)
             .write(to: URL(fileURLWithPath: directory + "/" + RelevanceRules.fileName))
         let service = try QueryService(store: store, model: model, fingerprint: fingerprint)
         let answer = try service.ask(QueryRequest(collection: "six", question: "Find the needle"))
@@ -78,6 +78,6 @@ import VoCoTestSupport
         #expect(zip(answer.used, best).allSatisfy { abs(Float($0.relevance ?? .nan) - (caches[$1].keys[feature] + 0.5)) <= 1e-5 })
         // A target the head lacks: the probe ranks instead.
         let probed = try service.ask(QueryRequest(collection: "six", question: "Find the circle"))
-        #expect(probed.plan == "probe: Is there a circle?" && probed.used.count == 2)
+        #expect(probed.plan == "probes: Is there a circle?" && probed.used.count == 2)
     }
 }
