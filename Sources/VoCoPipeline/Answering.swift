@@ -19,21 +19,30 @@ extension AnsweringModel {
     /// Answers `question` over `caches` (in the order the question numbers the images), placed
     /// by the model's layout. Refuses, before computing, a question that does not fit the context.
     /// `onText` receives the answer as it is generated (UTF-8-safe chunks).
+    /// `onTimings` receives the seconds until the first answer token was chosen (placing the
+    /// caches and the prompt's prefill) and the seconds of decoding after it.
     public func answer(_ question: String, caches: [VoCoCache], options: GenerationOptions = GenerationOptions(maxNewTokens: 32),
-                       onText: ((String) -> Void)? = nil) throws -> Answer {
+                       onText: ((String) -> Void)? = nil, onTimings: ((_ prefill: Double, _ decode: Double) -> Void)? = nil) throws -> Answer {
         guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else { throw PipelineError.emptyQuestion }
         let prompt = promptIds(for: question)
         let placement = CachePlacement(caches: caches, layout: settings.layout)
         try checkContext(textStart: placement.textStart, images: caches.count, imageRows: caches.reduce(0) { $0 + $1.rows },
                          promptTokens: prompt.count, answerTokens: options.maxNewTokens)
         var stream = tokenizer.streamingDecoder(skipSpecialTokens: true)
-        let result = try engine.generate(caches: caches, prompt: prompt, options: options, onToken: onText.map { emit in
-            { token in
+        let started = DispatchTime.now().uptimeNanoseconds
+        var firstToken: UInt64?
+        let result = try engine.generate(caches: caches, prompt: prompt, options: options, onToken: onText == nil && onTimings == nil ? nil : { token in
+            if firstToken == nil { firstToken = DispatchTime.now().uptimeNanoseconds }
+            if let onText {
                 let chunk = stream.push(token)
-                if !chunk.isEmpty { emit(chunk) }
-                return true
+                if !chunk.isEmpty { onText(chunk) }
             }
+            return true
         })
+        if let onTimings {
+            let ended = DispatchTime.now().uptimeNanoseconds, first = firstToken ?? ended
+            onTimings(Double(first - started) / 1e9, Double(ended - first) / 1e9)
+        }
         if let onText {
             let rest = stream.finish()
             if !rest.isEmpty { onText(rest) }
