@@ -18,6 +18,7 @@ struct VoCoBench: ParsableCommand {
             TokenizerBenchmark.self,
             ImageBenchmark.self,
             IngestBenchmark.self,
+            ServeBenchmark.self,
         ]
     )
 }

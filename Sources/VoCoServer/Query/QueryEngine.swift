@@ -78,11 +78,13 @@ public struct AskAnswer: Codable, Sendable, Equatable {
     public var references: [Reference]
     public var candidates: Int
     public var ranked: Bool
+    /// How the planner chose: "all", "probe: <probe question>" or "first".
+    public var plan: String
     public var model: String
     public var timings: Timings
 
     public init(answer: String, tokens: [Int], stop: String, used: [Used], references: [Reference], candidates: Int, ranked: Bool,
-                model: String, timings: Timings) {
+                plan: String, model: String, timings: Timings) {
         self.answer = answer
         self.tokens = tokens
         self.stop = stop
@@ -90,6 +92,7 @@ public struct AskAnswer: Codable, Sendable, Equatable {
         self.references = references
         self.candidates = candidates
         self.ranked = ranked
+        self.plan = plan
         self.model = model
         self.timings = timings
     }

@@ -9,8 +9,8 @@ import VoCoStore
 /// What `voco serve` is started with, beyond the server's options: the request limits and the
 /// bound on in-flight work.
 public struct QueryServerOptions: Sendable {
-    /// Longest question, in bytes of UTF-8.
-    public var maximumQuestionBytes: Int
+    /// Longest question, in Unicode code points (JSON Schema's maxLength counts the same).
+    public var maximumQuestionCharacters: Int
     /// Largest `max_tokens` a request may ask for.
     public var maximumAnswerTokens: Int
     /// Most digests in one request's `images`.
@@ -22,15 +22,15 @@ public struct QueryServerOptions: Sendable {
     /// What 503's Retry-After says, in seconds.
     public var retryAfterSeconds: Int
 
-    public static let defaultMaximumQuestionBytes = 2000
+    public static let defaultMaximumQuestionCharacters = 2000
     public static let defaultMaximumAnswerTokens = 256
     public static let defaultMaximumImages = 64
     public static let defaultMaximumWaiting = 32
 
-    public init(maximumQuestionBytes: Int = defaultMaximumQuestionBytes, maximumAnswerTokens: Int = defaultMaximumAnswerTokens,
+    public init(maximumQuestionCharacters: Int = defaultMaximumQuestionCharacters, maximumAnswerTokens: Int = defaultMaximumAnswerTokens,
                 maximumImages: Int = defaultMaximumImages, computeThreads: Int = 1, maximumWaiting: Int = defaultMaximumWaiting,
                 retryAfterSeconds: Int = 1) {
-        self.maximumQuestionBytes = maximumQuestionBytes
+        self.maximumQuestionCharacters = maximumQuestionCharacters
         self.maximumAnswerTokens = maximumAnswerTokens
         self.maximumImages = maximumImages
         self.computeThreads = computeThreads
@@ -40,7 +40,7 @@ public struct QueryServerOptions: Sendable {
 
     /// Why these options cannot run, or nil.
     public func problem() -> String? {
-        guard (1...1_000_000).contains(maximumQuestionBytes) else { return "the question limit must be 1 to 1000000 bytes (got \(maximumQuestionBytes))" }
+        guard (1...1_000_000).contains(maximumQuestionCharacters) else { return "the question limit must be 1 to 1000000 characters (got \(maximumQuestionCharacters))" }
         guard (1...1_000_000).contains(maximumAnswerTokens) else { return "the answer-token limit must be 1 to 1000000 (got \(maximumAnswerTokens))" }
         guard (1...100_000).contains(maximumImages) else { return "the images-per-request limit must be 1 to 100000 (got \(maximumImages))" }
         guard (1...256).contains(computeThreads) else { return "the compute threads must be 1 to 256 (got \(computeThreads))" }

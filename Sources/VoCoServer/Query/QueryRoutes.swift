@@ -200,8 +200,8 @@ struct QueryRoutes: Sendable {
         guard !question.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty else {
             throw Problem(.invalidField, "question: must not be empty")
         }
-        guard question.utf8.count <= options.maximumQuestionBytes else {
-            throw Problem(.questionTooLong, "question: \(question.utf8.count) bytes; the limit is \(options.maximumQuestionBytes)")
+        guard question.unicodeScalars.count <= options.maximumQuestionCharacters else {
+            throw Problem(.questionTooLong, "question: \(question.unicodeScalars.count) characters (Unicode code points); the limit is \(options.maximumQuestionCharacters)")
         }
         var input = AskInput(question: question)
         if let value = object["collection"] {
@@ -220,7 +220,6 @@ struct QueryRoutes: Sendable {
                 }
                 return digest
             }
-            guard Set(input.images).count == input.images.count else { throw Problem(.invalidField, "images: a digest is named twice") }
         }
         guard input.collection != nil || !input.images.isEmpty else {
             throw Problem(.invalidField, "collection or images: give a collection, or at least one image digest, or both")
