@@ -22,7 +22,7 @@ import VoCoTestSupport
             #expect(answer.answer == fresh.text && answer.tokens == fresh.tokens, "\(question.question): served '\(answer.answer)', voco ask '\(fresh.text)'")
             #expect(answer.used.map(\.digest) == digests.map(\.hex) && answer.used.map(\.number) == Array(1...digests.count))
             #expect(answer.model == fixture.fingerprint.hex && answer.plan == "all" && !answer.ranked && answer.candidates == digests.count)
-            #expect(answer.used.map(\.name) == question.files.map { Optional($0) })
+            #expect(answer.used.map { ($0.name.map { ($0 as NSString).lastPathComponent }) } == question.files.map { Optional($0) })
         }
         // Over a collection: its members in collection order.
         let question = "How many objects are in image 1?"
@@ -69,7 +69,7 @@ import VoCoTestSupport
     @Test func errorsAreProblemsNamingTheirInput() async throws {
         let server = try await QueryTestServer.start(options: QueryServerOptions(maximumQuestionCharacters: 100, maximumAnswerTokens: 64, maximumImages: 4))
         let client = server.client(), fixture = server.fixture
-        let known = fixture.digests(["00000.jpg"])[0].hex
+        let known = fixture.digests(["00031.png"])[0].hex
         func expectProblem(_ result: HTTPResult, _ status: Int, _ slug: String, mentioning: [String] = [], _ note: String = "") throws {
             #expect(result.status == status, "\(note): \(result.text.prefix(300))")
             #expect(result.headers["content-type"] == "application/problem+json", "\(note)")
@@ -127,14 +127,14 @@ import VoCoTestSupport
         #expect(second["next"] == nil)
         let members = ((first["members"] as? [[String: Any]]) ?? []) + ((second["members"] as? [[String: Any]]) ?? [])
         #expect(members.compactMap { $0["digest"] as? String } == fixture.digests(fixture.four).map(\.hex))
-        #expect(members.compactMap { ($0["names"] as? [String])?.first } == fixture.four)
+        #expect(members.compactMap { ($0["names"] as? [String])?.first.map { ($0 as NSString).lastPathComponent } } == fixture.four)
         #expect(members.compactMap { $0["ordinal"] as? Int } == [0, 1, 2, 3])
         let beyond = try await client.get("/v1/collections/four/members?offset=9007199254740991").json()
         #expect((beyond["members"] as? [Any])?.isEmpty == true)
         // One image: its entry and its records.
         let digest = fixture.digests(["00003.png"])[0]
         let image = try await client.get("/v1/images/\(digest.hex)").json()
-        #expect(image["format"] as? String == "png" && (image["names"] as? [String]) == ["00003.png"])
+        #expect(image["format"] as? String == "png" && (image["names"] as? [String])?.map { ($0 as NSString).lastPathComponent } == ["00003.png"])
         let records = image["records"] as? [[String: Any]] ?? []
         #expect(records.count == 1 && records[0]["model"] as? String == fixture.fingerprint.hex && records[0]["servedModel"] as? Bool == true)
         #expect(records[0]["codec"] as? String == fixture.store.codec.codec.name && (records[0]["rows"] as? Int ?? 0) > 0 && (records[0]["bytes"] as? Int ?? 0) > 0)

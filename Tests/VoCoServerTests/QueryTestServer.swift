@@ -64,7 +64,7 @@ struct QueryFixture: Sendable {
         var descriptor = ingestor.descriptor
         descriptor.fingerprint = Digest.sha256(Array("another model".utf8))
         foreignModel = descriptor.fingerprint
-        let kv = try requireValue(try store.get(image: digests["00000.jpg"]!, model: fingerprint))
+        let kv = try requireValue(try store.get(image: requireValue(digests[four[0]], four[0]), model: fingerprint), "the record of \(four[0])")
         try store.register(descriptor)
         try store.put(kv, image: foreignImage, model: foreignModel)
         let image = foreignImage
@@ -176,9 +176,16 @@ final class QueryTestServer: @unchecked Sendable {
 }
 
 extension TestHTTPClient {
-    /// POSTs a JSON object.
+    /// POSTs a JSON object, from a thread of its own: many questions may wait at once without
+    /// taking Dispatch's few worker threads (which the server's offloaded store reads need).
     func ask(_ object: [String: Any], path: String = "/v1/ask") async throws -> HTTPResult {
-        try await post(path, body: Array(try JSONSerialization.data(withJSONObject: object)), contentType: "application/json")
+        var headers = ["Content-Type": "application/json"]
+        if let token { headers["Authorization"] = "Bearer \(token)" }
+        let request = Self.encode("POST", path, body: Array(try JSONSerialization.data(withJSONObject: object)), headers: headers)
+        let port = self.port
+        return try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try Self.exchange(request, port: port) }) }.start()
+        }
     }
 }
 
