@@ -239,10 +239,11 @@ struct QueryRoutes: Sendable {
             input.temperature = Float(number)
         }
         if let value = object["top_p"] {
-            guard let number = real(value), number > 0, number <= 1, Float(number) > 0 else {
+            guard let number = real(value), number > 0, number <= 1 else {
                 throw Problem(.invalidField, "top_p: must be a number in (0, 1]")
             }
-            input.topP = Float(number)
+            // Below Float's range it keeps the one most probable token, as any tiny mass does.
+            input.topP = max(Float(number), .leastNonzeroMagnitude)
         }
         if let value = object["seed"] {
             guard let number = value as? NSNumber, !isBoolean(number), let seed = UInt64(exactly: number) else {
