@@ -34,12 +34,6 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Address to listen on: HOST, HOST:PORT, :PORT or [IPv6]:PORT (default 127.0.0.1:\(Self.defaultPort); port 0 = any free port).")
     var listen = "\(ServerOptions.defaultHost):\(Self.defaultPort)"
 
-    @Option(help: "Write the port once listening to this file (useful with port 0).")
-    var portFile: String?
-
-    @Option(help: "A file holding the bearer token every route but /healthz requires (not readable by others).")
-    var tokenFile: String?
-
     @Option(help: "Bytes of decoded caches kept in memory (LRU).")
     var cacheBytes = 256 << 20
 
@@ -58,17 +52,10 @@ struct ServeCommand: ParsableCommand {
     @Option(help: "Questions waiting for a compute thread; past computing + waiting, 503 with Retry-After.")
     var maxWaiting = QueryServerOptions.defaultMaximumWaiting
 
-    @Option(help: "Largest request body, in bytes.")
-    var maxBodyBytes = 1 << 20
-
     @Option(help: "Seconds the questions in flight may take to finish on shutdown.")
     var shutdownGrace = 30
 
-    @Option(help: "json (one object per line) or text.")
-    var logFormat = "json"
-
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
+    @OptionGroup var server: ServerArguments
 
     @OptionGroup var compute: BackendOptions
 
@@ -76,9 +63,6 @@ struct ServeCommand: ParsableCommand {
 
     func validate() throws {
         _ = try listenAddress()
-        guard ["json", "text"].contains(logFormat) else { throw ValidationError("--log-format must be json or text") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
-        try require("max-body-bytes", maxBodyBytes, in: 1...(1 << 30))
         try require("cache-bytes", cacheBytes, in: 0...(1 << 40))
         try require("max-question-chars", maxQuestionChars, in: 1...1_000_000)
         try require("max-answer-tokens", maxAnswerTokens, in: 1...1_000_000)
@@ -90,7 +74,7 @@ struct ServeCommand: ParsableCommand {
     }
 
     func listenAddress() throws -> (host: String, port: Int) {
-        do { return try ServerOptions.parseListen(listen, defaultPort: Self.defaultPort) } catch { throw ValidationError("\(error)") }
+        try ServerArguments.listenAddress(listen, defaultPort: Self.defaultPort)
     }
 
     var queryOptions: QueryServerOptions {
@@ -106,45 +90,19 @@ struct ServeCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (format, level) = (logFormat, Logger.Level(rawValue: logLevel) ?? .info)
-        LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "voco.serve")
-        let (host, port) = try listenAddress()
-        var server = ServerOptions(host: host, port: port, maximumBodyBytes: maxBodyBytes, shutdownTimeout: .seconds(shutdownGrace))
-        if let tokenFile { server.token = try ServerOptions.readToken(file: tokenFile) }
+        let logger = server.logger(label: "voco.serve")
+        let options = try server.serverOptions(listen: try listenAddress(), defaultBodyBytes: 1 << 20, shutdownTimeout: .seconds(shutdownGrace))
         let store = try openStore()
         let answering = try AnsweringModel(directory: model ?? DefaultModel.path(), options: compute.loadOptions)
         compute.report(answering.engine)
         let engine = QueryServiceEngine(try QueryService(store: store, model: answering, cacheBytes: cacheBytes))
         let metrics = ServerMetrics()
-        let module = try QueryModule(store: store, engine: engine, options: queryOptions, server: server, metrics: metrics, logger: logger)
-        let portFile = self.portFile
-        let application = ServerFoundation.buildApplication(options: server, modules: [module], metrics: metrics, logger: logger) { port in
-            guard let portFile else { return }
-            do { try Data("\(port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) } catch {
-                logger.error("cannot write the port file", metadata: ["path": "\(portFile)", "error": "\(error)"])
-            }
+        let module = try QueryModule(store: store, engine: engine, options: queryOptions, server: options, metrics: metrics, logger: logger)
+        let application = ServerFoundation.buildApplication(options: options, modules: [module], metrics: metrics, logger: logger,
+                                                            onListening: server.onListening(logger: logger))
+        let grace = TimeInterval(shutdownGrace)
+        serveUntilSignalled(application, options: options, logger: logger) {
+            if !module.stop(timeout: grace) { logger.warning("questions still computing at exit") }
         }
-        let options = server
-        var status: Int32 = 0
-        do {
-            try runBlocking { try await ServerFoundation.run(application, options: options, logger: logger) }
-            if !module.stop(timeout: TimeInterval(shutdownGrace)) { logger.warning("questions still computing at exit") }
-            logger.info("stopped")
-        } catch {
-            logger.critical("the server stopped on an error", metadata: ["error": "\(error)"])
-            let advice = error is ServerError ? "; pass --listen with another address or port" : ""
-            FileHandle.standardError.write(Data("Error: \(error)\(advice)\n".utf8))
-            status = 1
-        }
-        // As `voco ingestd`: leave without the C libraries' exit handlers (OpenBLAS's waits for
-        // its threads).
-        fflush(stdout)
-        fflush(stderr)
-        _exit(status)
     }
 }

@@ -128,11 +128,10 @@ final class GatedEngine: QueryEngine, @unchecked Sendable {
 final class QueryTestServer: @unchecked Sendable {
     let fixture: QueryFixture
     let module: QueryModule
-    let router: Router<ServerContext>
-    let port: Int
     let engine: any QueryEngine
-    private let group: ServiceGroup
-    private let running: Task<Void, Error>
+    let application: InProcessApplication
+    var router: Router<ServerContext> { application.router }
+    var port: Int { application.port }
 
     static func start(token: String? = nil, maximumBodyBytes: Int = 64 << 10, options: QueryServerOptions = QueryServerOptions(),
                       wrap: (any QueryEngine) -> any QueryEngine = { $0 }) async throws -> QueryTestServer {
@@ -145,28 +144,16 @@ final class QueryTestServer: @unchecked Sendable {
     init(fixture: QueryFixture, engine: any QueryEngine, options: QueryServerOptions, server: ServerOptions) async throws {
         self.fixture = fixture
         self.engine = engine
-        var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        logger.logLevel = .critical
         let metrics = ServerMetrics()
-        module = try QueryModule(store: fixture.store, engine: engine, options: options, server: server, metrics: metrics, logger: logger)
-        router = ServerFoundation.buildRouter(options: server, modules: [module], metrics: metrics)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let application = ServerFoundation.buildApplication(options: server, modules: [module], metrics: metrics, logger: logger) { port in
-            continuation.yield(port)
-        }
-        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [application], logger: logger))
-        let group = self.group
-        running = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw TestSupportError("the server did not start") }
-        self.port = port
+        module = try QueryModule(store: fixture.store, engine: engine, options: options, server: server, metrics: metrics,
+                                 logger: InProcessApplication.quietLogger)
+        application = try await InProcessApplication(server: server, modules: [module], metrics: metrics)
     }
 
     func client(token: String? = nil) -> TestHTTPClient { TestHTTPClient(port: port, token: token) }
 
     func stop() async throws {
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await application.stop()
         let module = self.module
         let stopped = await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: module.stop(timeout: 60)) }
