@@ -70,15 +70,23 @@ import VoCoStoreLMDB
         let byFile = try Dictionary(uniqueKeysWithValues: files.map { file in
             (file, Digest.sha256(try Data(contentsOf: URL(fileURLWithPath: repositoryRoot + "/Samples/" + file))))
         })
+        // Through the query service (its snapshot read, LRU and planner) on either backend.
+        let services = try [cluster, lmdb].map { try QueryService(store: $0, model: model, fingerprint: descriptor.fingerprint) }
         for question in questions {
-            let answers = try [cluster, lmdb].map { store in
-                let caches = try question.images.map { file in
-                    try model.engineCache(try #require(try store.get(image: byFile[file]!, model: descriptor.fingerprint)))
-                }
-                return try model.answer(question.question, caches: caches)
+            let answers = try services.map { service in
+                try service.ask(QueryRequest(images: question.images.map { byFile[$0]! }, question: question.question))
             }
-            #expect(answers[0].tokens == answers[1].tokens && !answers[0].tokens.isEmpty, "\(question.question): \(answers[0].text) vs \(answers[1].text)")
+            #expect(answers[0].tokens == answers[1].tokens && !answers[0].tokens.isEmpty, "\(question.question): \(answers[0].answer) vs \(answers[1].answer)")
+            #expect(answers[0].used == answers[1].used)
         }
+        // A whole collection, ranked by the relevance probe on both: the same images chosen with
+        // the same scores (the members' order differs: two workers appended them on the cluster).
+        let ranked = try services.map { try $0.ask(QueryRequest(collection: "samples", question: "Which image has a blue circle?")) }
+        #expect(ranked.allSatisfy(\.ranked) && ranked[0].plan == ranked[1].plan)
+        #expect(ranked[0].used.map(\.digest) == ranked[1].used.map(\.digest))
+        // Batched kernels may sum a row in another order when the batch holds other rows.
+        #expect(zip(ranked[0].used, ranked[1].used).allSatisfy { abs(($0.relevance ?? .nan) - ($1.relevance ?? .nan)) <= 1e-4 })
+        #expect(ranked[0].tokens == ranked[1].tokens, "\(ranked[0].answer) vs \(ranked[1].answer)")
         try cluster.redis.destroy()
     }
 }

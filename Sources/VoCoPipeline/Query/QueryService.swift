@@ -14,6 +14,8 @@ public final class QueryService: @unchecked Sendable {
     public let model: AnsweringModel
     public let fingerprint: Digest
     public let relevance: RelevanceRules?
+    /// The model's trained relevance head, when it has one (else the planner probes).
+    public let head: RelevanceHead?
     public let lru: CacheLRU
     /// Caches per batched probe pass.
     public var probeBatch = 64
@@ -23,6 +25,7 @@ public final class QueryService: @unchecked Sendable {
         self.model = model
         self.fingerprint = fingerprint
         relevance = try RelevanceRules.load(directory: model.directory, tokenizer: model.tokenizer)
+        head = try RelevanceHead.load(directory: model.directory, fingerprint: fingerprint)
         lru = CacheLRU(capacity: cacheBytes)
     }
 
@@ -33,6 +36,11 @@ public final class QueryService: @unchecked Sendable {
     }
 
     public var cacheStatistics: CacheStatistics { lru.statistics }
+
+    /// Every "image N" in `answer`, resolved against `used` (placement order).
+    public static func references(in answer: String, used: [UsedImage]) -> [ImageReference] {
+        ImageMentions.resolve(answer, used: used)
+    }
 
     struct Candidate {
         var digest: Digest
@@ -145,16 +153,21 @@ public final class QueryService: @unchecked Sendable {
             if fits(middle) { low = middle } else { high = middle - 1 }
         }
         var limit = low
-        guard let relevance, let (probe, rule) = relevance.probe(for: question) else {
+        guard let relevance, let (probe, target, rule) = relevance.probe(for: question) else {
             return Plan(order: Array(0..<limit), scores: nil, description: "first")
         }
-        let prompt = model.promptIds(for: probe)
-        let logits = try model.engine.probeLogits(caches: caches, prompt: prompt, tokens: [relevance.yes, relevance.no], batch: probeBatch)
-        let scores = logits.map { $0[0] - $0[1] }
+        let scores: [Float], method: String
+        if let head, let target, let byHead = try head.scores(target, caches: caches) {
+            (scores, method) = (byHead, "head: \(target)")
+        } else {
+            let prompt = model.promptIds(for: probe)
+            let logits = try model.engine.probeLogits(caches: caches, prompt: prompt, tokens: [relevance.yes, relevance.no], batch: probeBatch)
+            (scores, method) = (logits.map { $0[0] - $0[1] }, "probe: \(probe)")
+        }
         if let images = rule.images { limit = min(limit, images) }
         // Best first; equal scores keep collection order.
         let order = (0..<count).sorted { scores[$0] != scores[$1] ? scores[$0] > scores[$1] : $0 < $1 }
-        return Plan(order: Array(order.prefix(limit)), scores: scores, description: "probe: \(probe)")
+        return Plan(order: Array(order.prefix(limit)), scores: scores, description: method)
     }
 }
 

@@ -34,7 +34,7 @@ public struct UsedImage: Sendable, Codable, Equatable {
     /// The ranking score (probe log-odds) when the planner ranked, else nil.
     public var relevance: Double?
 
-    public init(number: Int, digest: String, ordinal: UInt64?, name: String?, relevance: Double?) {
+    public init(number: Int, digest: String, ordinal: UInt64? = nil, name: String? = nil, relevance: Double? = nil) {
         self.number = number
         self.digest = digest
         self.ordinal = ordinal
@@ -74,9 +74,10 @@ public struct QueryAnswer: Sendable {
     public var candidates: Int
     /// True when not every candidate fit and the planner chose by relevance.
     public var ranked: Bool
-    /// How the planner chose: "all" (every candidate fit, collection order), "probe: <probe
-    /// question>" (ranked by the relevance probe), or "first" (no relevance rule matches the
-    /// question: the first images in collection order).
+    /// How the planner chose: "all" (every candidate fit, collection order), "head: <target>"
+    /// (ranked by the model's trained relevance head), "probe: <probe question>" (ranked by the
+    /// model's yes/no answer to the probe over each image alone), or "first" (no relevance rule
+    /// matches the question: the first images in collection order).
     public var plan: String
     /// The model fingerprint.
     public var model: Digest

@@ -12,6 +12,8 @@ public struct RelevanceRules: Sendable {
     public struct Rule: Sendable {
         public let pattern: NSRegularExpression
         public let probe: String
+        /// The relevance head's target phrase (`$1`... filled from the match), when the model has a head.
+        public let target: String?
         /// Most images to place when this rule ranks (still within the trained maximum and the context).
         public let images: Int?
     }
@@ -25,6 +27,7 @@ public struct RelevanceRules: Sendable {
         struct RuleEntry: Decodable {
             var pattern: String
             var probe: String
+            var target: String?
             var images: Int?
         }
         var version: Int
@@ -64,20 +67,21 @@ public struct RelevanceRules: Sendable {
             if let images = entry.images, !(1...4096).contains(images) {
                 throw RelevanceRulesError(path: path, reason: "rules[\(i)].images \(images) must be between 1 and 4096")
             }
-            return Rule(pattern: regex, probe: entry.probe, images: entry.images)
+            return Rule(pattern: regex, probe: entry.probe, target: entry.target, images: entry.images)
         }
         return RelevanceRules(rules: rules, yes: yes, no: no)
     }
 
     /// The first rule whose pattern matches the whole (trimmed) question, and its probe with
     /// `$1`... filled from the match.
-    public func probe(for question: String) -> (probe: String, rule: Rule)? {
+    public func probe(for question: String) -> (probe: String, target: String?, rule: Rule)? {
         let text = question.trimmingCharacters(in: .whitespacesAndNewlines)
         let range = NSRange(text.startIndex..., in: text)
         for rule in rules {
             guard let match = rule.pattern.firstMatch(in: text, range: range), match.range == range else { continue }
             let probe = rule.pattern.replacementString(for: match, in: text, offset: 0, template: rule.probe)
-            return (probe, rule)
+            let target = rule.target.map { rule.pattern.replacementString(for: match, in: text, offset: 0, template: $0) }
+            return (probe, target, rule)
         }
         return nil
     }
