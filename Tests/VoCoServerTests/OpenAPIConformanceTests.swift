@@ -144,7 +144,7 @@ import VoCoTestSupport
         }
         let busyClient = busy.client(token: token)
         let first = Task { try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"]) }
-        #expect(held?.waitForArrivals(1) == true)
+        #expect(await held?.waitForArrivals(1) == true)
         call("ask", try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"]))
         call("askStream", try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"], path: "/v1/ask/stream"))
         held?.release()

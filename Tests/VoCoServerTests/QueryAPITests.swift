@@ -197,7 +197,7 @@ import VoCoTestSupport
             for _ in 0..<5 { group.addTask { try await client.ask(body) } }
             return try await group.reduce(into: []) { $0.append($1) }
         } }
-        #expect(gate?.waitForArrivals(1) == true)
+        #expect(await gate?.waitForArrivals(1) == true)
         while server.module.inFlight.waiting < 4 { try await Task.sleep(for: .milliseconds(5)) }
         let refusedNow = try await withThrowingTaskGroup(of: HTTPResult.self) { group in
             for i in 0..<27 { group.addTask { try await client.ask(body, path: i % 2 == 0 ? "/v1/ask" : "/v1/ask/stream") } }

@@ -114,13 +114,15 @@ final class GatedEngine: QueryEngine, @unchecked Sendable {
 
     func release() { condition.withLock { open = true; condition.broadcast() } }
 
-    /// Waits until `count` questions reached the gate.
-    func waitForArrivals(_ count: Int, timeout: TimeInterval = 30) -> Bool {
+    /// Waits until `count` questions reached the gate, without blocking a thread of Swift's
+    /// small cooperative pool (the in-process server needs those to take the questions).
+    func waitForArrivals(_ count: Int, timeout: TimeInterval = 60) async -> Bool {
         let deadline = Date().addingTimeInterval(timeout)
-        return condition.withLock {
-            while arrived < count { if !condition.wait(until: deadline) { return false } }
-            return true
+        while condition.withLock({ arrived }) < count {
+            guard Date() < deadline else { return false }
+            try? await Task.sleep(for: .milliseconds(5))
         }
+        return true
     }
 }
 
