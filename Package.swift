@@ -122,8 +122,11 @@ let package = Package(
                 "VoCoStore",
                 "VoCoStoreLMDB",
                 "VoCoStoreRedis",
+                "VoCoServer",
                 "VoCoTokenizer",
                 "VoCoImage",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: optimize

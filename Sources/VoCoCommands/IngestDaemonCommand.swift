@@ -22,14 +22,10 @@ struct IngestDaemonCommand: ParsableCommand {
 
     @OptionGroup var ingest: IngestArguments
 
+    @OptionGroup var server: ServerArguments
+
     @Option(help: "Address to listen on: HOST, HOST:PORT, :PORT or [IPv6]:PORT (default 127.0.0.1:\(Self.defaultPort); port 0 = any free port).")
     var listen = "\(ServerOptions.defaultHost):\(Self.defaultPort)"
-
-    @Option(help: "Write the port once listening to this file (useful with port 0).")
-    var portFile: String?
-
-    @Option(help: "A file holding the bearer token every route but /healthz requires (not readable by others).")
-    var tokenFile: String?
 
     @Option(help: "The spool folder: files dropped in SPOOL/NAME/ join collection NAME.")
     var spool: String?
@@ -49,30 +45,18 @@ struct IngestDaemonCommand: ParsableCommand {
     @Option(help: "Seconds a spool file must be unmodified before it is taken.")
     var spoolSettle = 2.0
 
-    @Option(help: "Largest request body, in bytes.")
-    var maxBodyBytes = 64 << 20
-
     @Flag(help: "Only accept uploads and spool files into the store's queue; other daemons on the store compress them.")
     var noWorker = false
-
-    @Option(help: "json (one object per line) or text.")
-    var logFormat = "json"
-
-    @Option(help: "trace, debug, info, notice, warning, error or critical.")
-    var logLevel = "info"
 
     static let defaultPort = 8390
 
     func validate() throws {
         _ = try listenAddress()
-        guard ["json", "text"].contains(logFormat) else { throw ValidationError("--log-format must be json or text") }
-        guard Logger.Level(rawValue: logLevel) != nil else { throw ValidationError("--log-level: unknown level '\(logLevel)'") }
-        guard (1...(1 << 34)).contains(maxBodyBytes) else { throw ValidationError("--max-body-bytes must be 1 to \(1 << 34)") }
         if let problem = daemonOptions().problem() { throw ValidationError(problem) }
     }
 
     func listenAddress() throws -> (host: String, port: Int) {
-        do { return try ServerOptions.parseListen(listen, defaultPort: Self.defaultPort) } catch { throw ValidationError("\(error)") }
+        try ServerArguments.listenAddress(listen, defaultPort: Self.defaultPort)
     }
 
     func daemonOptions() -> IngestDaemonOptions {
@@ -89,54 +73,15 @@ struct IngestDaemonCommand: ParsableCommand {
     }
 
     func run() throws {
-        let (format, level) = (logFormat, Logger.Level(rawValue: logLevel) ?? .info)
-        LoggingSystem.bootstrap { label in
-            var handler: any LogHandler = format == "json" ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-            handler.logLevel = level
-            return handler
-        }
-        let logger = Logger(label: "voco.ingestd")
-        let (host, port) = try listenAddress()
-        var server = ServerOptions(host: host, port: port, maximumBodyBytes: maxBodyBytes)
-        if let tokenFile { server.token = try ServerOptions.readToken(file: tokenFile) }
+        let logger = server.logger(label: "voco.ingestd")
+        let options = try server.serverOptions(listen: try listenAddress(), defaultBodyBytes: 64 << 20)
         let (store, answering) = try ingest.open()
         let metrics = ServerMetrics()
-        let module = try IngestModule(store: store, model: answering, options: daemonOptions(), server: server, metrics: metrics, logger: logger)
-        let portFile = self.portFile
-        let application = ServerFoundation.buildApplication(options: server, modules: [module], metrics: metrics, logger: logger) { port in
-            guard let portFile else { return }
-            do { try Data("\(port)\n".utf8).write(to: URL(fileURLWithPath: portFile), options: .atomic) } catch {
-                logger.error("cannot write the port file", metadata: ["path": "\(portFile)", "error": "\(error)"])
-            }
-        }
-        let options = server
-        var status: Int32 = 0
-        do {
-            try runBlocking { try await ServerFoundation.run(application, options: options, logger: logger) }
-            logger.info("stopped")
-        } catch {
-            logger.critical("the server stopped on an error", metadata: ["error": "\(error)"])
-            let advice = error is ServerError ? "; pass --listen with another address or port" : ""
-            FileHandle.standardError.write(Data("Error: \(error)\(advice)\n".utf8))
-            status = 1
-        }
+        let module = try IngestModule(store: store, model: answering, options: daemonOptions(), server: options, metrics: metrics, logger: logger)
+        let application = ServerFoundation.buildApplication(options: options, modules: [module], metrics: metrics, logger: logger,
+                                                            onListening: server.onListening(logger: logger))
         // A batch handed back at shutdown may still be computing on its thread; what it would
-        // still commit a retry commits too. Exit now, without the C libraries' exit handlers:
-        // OpenBLAS's waits for its threads, and hangs while a GEMM is in flight.
-        fflush(stdout)
-        fflush(stderr)
-        _exit(status)
+        // still commit a retry commits too: the process exits without waiting for it.
+        serveUntilSignalled(application, options: options, logger: logger)
     }
-}
-
-/// Runs async work to completion from a synchronous command.
-func runBlocking(_ body: @escaping @Sendable () async throws -> Void) throws {
-    final class Outcome: @unchecked Sendable { var error: Error? }
-    let outcome = Outcome(), done = DispatchSemaphore(value: 0)
-    Task {
-        do { try await body() } catch { outcome.error = error }
-        done.signal()
-    }
-    done.wait()
-    if let error = outcome.error { throw error }
 }

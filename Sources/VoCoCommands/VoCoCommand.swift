@@ -9,6 +9,7 @@ public struct VoCoCommand: ParsableCommand {
             AskCommand.self,
             IngestCommand.self,
             IngestDaemonCommand.self,
+            ServeCommand.self,
             EvaluateCommand.self,
             InspectCommand.self,
             StoreCommand.self,

@@ -84,6 +84,18 @@ extension StoreReads {
         }
     }
 
+    /// The summary of the record under `key` (header parsed, checksum not verified), or nil
+    /// when there is none: what a record holds, without decoding its body.
+    public func recordSummary(_ key: RecordKey) throws -> RecordSummary? {
+        guard let bytes = try readTransaction.recordBytes(key) else { return nil }
+        do {
+            let header = try bytes.withUnsafeBytes { try RecordHeader.decode($0, model: key.model, image: key.image) }
+            return RecordSummary(key: key, header: header, storedBytes: bytes.count)
+        } catch let problem as RecordProblem {
+            throw StoreError.corruptRecord(path: path, key: key.description, image: key.image, reason: problem.reason)
+        }
+    }
+
     /// Visits record summaries (header parsed, checksum not verified) until `body` returns false.
     /// A record whose key or header cannot be parsed is reported with `corruptRecord`.
     public func scanRecords(model: Digest? = nil, _ body: (RecordSummary) throws -> Bool) throws {

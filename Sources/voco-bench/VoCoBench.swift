@@ -20,6 +20,7 @@ struct VoCoBench: ParsableCommand {
             IngestBenchmark.self,
             HaystackBenchmark.self,
             CachedBenchmark.self,
+            ServeBenchmark.self,
         ]
     )
 }

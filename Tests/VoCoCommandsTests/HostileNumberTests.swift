@@ -137,6 +137,16 @@ enum HostileTable {
         rows += option("voco", generate, "tokens", ["-1", max, past], mentions: "token")
         rows += option("voco", ["debug", "query", "--model", model, "--tokens", "3", "--out", Paths.scratch + "/logits.safetensors"],
                        "images", ["-1", past], mentions: "--images")
+        // voco serve: every numeric option refused by name before anything opens
+        let serve = ["serve", "--store", store, "--model", model, "--listen", "127.0.0.1:0"]
+        for name in ["cache-bytes", "max-question-chars", "max-answer-tokens", "max-images", "compute-threads", "max-waiting",
+                     "max-body-bytes", "shutdown-grace"] {
+            rows += option("voco", serve, name, ["-1", max, min, past])
+        }
+        for name in ["max-question-chars", "max-answer-tokens", "max-images", "compute-threads", "max-body-bytes"] {
+            rows += option("voco", serve, name, ["0"])
+        }
+        rows += option("voco", ["serve", "--store", store], "listen", ["127.0.0.1:65536", "127.0.0.1:-1", ":\(max)", "[::1"])
         // voco debug decode: any id is a correct result (ids outside the vocabulary decode to nothing).
         rows.append(HostileRun(program: "voco", arguments: ["debug", "decode", "--tokenizer", model, "--", "-1", max, min, "491"], mentions: nil))
         return rows
@@ -165,6 +175,11 @@ enum HostileTable {
         rows += option("voco-bench", ["store"], "distinct", ["0", max])
         rows += option("voco-bench", ["store"], "repeats", ["0", max])
         rows += option("voco-bench", ["tokenizer"], "bytes", ["0", "-1", max])
+        rows += option("voco-bench", ["serve"], "requests", ["0", "-1", max])
+        rows += option("voco-bench", ["serve"], "seconds", ["0", max])
+        rows += option("voco-bench", ["serve"], "clients", ["0", "-1", max, "1,x"])
+        rows += option("voco-bench", ["serve"], "compute-threads", ["0", max])
+        rows += option("voco-bench", ["serve"], "max-tokens", ["0", max])
         let codecs = ["codecs", "--split", Paths.repository + "/Samples"]
         rows += option("voco-bench", codecs, "limit", ["0", "-1", min])
         rows += option("voco-bench", ["haystack", "--data", Paths.scratch], "limit", ["0", "-1", min])
@@ -179,7 +194,7 @@ enum HostileTable {
 
     @Test func tableCoversEveryProgram() {
         // The counts docs/reliability.md records; change both together.
-        #expect(HostileTable.voco.count == 91 && HostileTable.bench.count == 77, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
+        #expect(HostileTable.voco.count == 132 && HostileTable.bench.count == 90, "\(HostileTable.voco.count) + \(HostileTable.bench.count)")
     }
 
     @Test(arguments: rows)

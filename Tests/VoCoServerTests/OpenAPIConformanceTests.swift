@@ -52,9 +52,19 @@ import VoCoTestSupport
         call("getJob", try await client.get("/v1/jobs/999999"))
         call("getJob", try await anonymous.get("/v1/jobs/\(job)"))
 
+        Self.check(exchanges, against: spec, unexercised: Self.unexercised)
+        try await server.stop()
+    }
+
+    /// Every answer is a documented status with the documented content type, schema and
+    /// headers; every documented status (but `unexercised`) was answered.
+    static func check(_ exchanges: [(operation: String, result: HTTPResult)], against spec: OpenAPISpec, unexercised: Set<String>) {
         var answered = Set<String>()
         for (operationID, result) in exchanges {
-            let operation = try #require(spec.operations.first { $0.id == operationID })
+            guard let operation = spec.operations.first(where: { $0.id == operationID }) else {
+                Issue.record("no operation \(operationID) in the spec")
+                continue
+            }
             answered.insert("\(operationID) \(result.status)")
             guard let response = operation.responses[String(result.status)] else {
                 Issue.record("\(operationID) answered \(result.status), which the spec does not document: \(result.text.prefix(200))")
@@ -66,7 +76,10 @@ import VoCoTestSupport
                 continue
             }
             if contentType.hasSuffix("json") {
-                let body = try JSONSerialization.jsonObject(with: Data(result.body), options: [.fragmentsAllowed])
+                guard let body = try? JSONSerialization.jsonObject(with: Data(result.body), options: [.fragmentsAllowed]) else {
+                    Issue.record("\(operationID) \(result.status): the body is not JSON: \(result.text.prefix(200))")
+                    continue
+                }
                 for problem in spec.validate(body, against: media) {
                     Issue.record("\(operationID) \(result.status): \(problem)")
                 }
@@ -76,9 +89,68 @@ import VoCoTestSupport
             }
         }
         let documented = Set(spec.operations.flatMap { op in op.responses.keys.map { "\(op.id) \($0)" } })
-        #expect(documented.subtracting(answered).subtracting(Self.unexercised).isEmpty,
-                "documented but never answered: \(documented.subtracting(answered).subtracting(Self.unexercised).sorted())")
+        #expect(documented.subtracting(answered).subtracting(unexercised).isEmpty,
+                "documented but never answered: \(documented.subtracting(answered).subtracting(unexercised).sorted())")
+    }
+
+    // MARK: voco serve against Schemas/query-api.json
+
+    static let querySpecPath = (TestPaths.repositoryRoot as NSString).appendingPathComponent("Schemas/query-api.json")
+    static let queryUnexercised: Set<String> = [
+        "health 503",  // needs a store that cannot be read
+    ]
+
+    @Test func theQueryServerAnswersAsItsSpecSays() async throws {
+        let spec = try OpenAPISpec(path: Self.querySpecPath)
+        #expect(spec.document["openapi"] as? String == "3.1.0")
+        let token = "conformance-token-0123456789"
+        let server = try await QueryTestServer.start(token: token, maximumBodyBytes: 16 << 10)
+        let routes = Set(server.router.routes.map { "\($0.method.rawValue) \($0.path.description)" })
+        #expect(routes == Set(spec.operations.map { "\($0.method) \($0.path)" }))
+        let client = server.client(token: token), anonymous = server.client(), fixture = server.fixture
+        var exchanges: [(operation: String, result: HTTPResult)] = []
+        func call(_ operation: String, _ result: HTTPResult) { exchanges.append((operation, result)) }
+        let image = fixture.digests(["00003.png"])[0].hex
+        call("health", try await anonymous.get("/healthz"))
+        call("metrics", try await client.get("/metrics"))
+        call("metrics", try await anonymous.get("/metrics"))
+        call("listCollections", try await client.get("/v1/collections"))
+        call("listCollections", try await anonymous.get("/v1/collections"))
+        call("listMembers", try await client.get("/v1/collections/four/members?limit=2"))
+        call("listMembers", try await client.get("/v1/collections/four/members?limit=x"))
+        call("listMembers", try await client.get("/v1/collections/nope/members"))
+        call("listMembers", try await anonymous.get("/v1/collections/four/members"))
+        call("getImage", try await client.get("/v1/images/\(image)"))
+        call("getImage", try await client.get("/v1/images/\(image.uppercased())"))
+        call("getImage", try await client.get("/v1/images/\(String(repeating: "0", count: 64))"))
+        call("getImage", try await anonymous.get("/v1/images/\(image)"))
+        for (operation, path) in [("ask", "/v1/ask"), ("askStream", "/v1/ask/stream")] {
+            call(operation, try await client.ask(["collection": "four", "question": "Which image has a blue circle?"], path: path))
+            call(operation, try await client.ask(["collection": "four", "question": "Which image has a blue circle?", "top_p": 3], path: path))
+            call(operation, try await anonymous.ask(["collection": "four", "question": "Is there a red circle?"], path: path))
+            call(operation, try await client.ask(["collection": "nope", "question": "Is there a red circle?"], path: path))
+            call(operation, try await client.ask(["collection": "othermodel", "question": "Is there a red circle?"], path: path))
+            call(operation, try await client.post(path, body: [UInt8](repeating: 32, count: 17 << 10), contentType: "application/json"))
+            call(operation, try await client.post(path, body: Array("{}".utf8), contentType: "text/plain"))
+            call(operation, try await client.ask(["collection": "four", "question": String(repeating: "Is there a red circle? ", count: 80), "max_tokens": 256], path: path))
+        }
+        // Busy: the one compute thread held at the gate, no waiting place.
         try await server.stop()
+        var held: GatedEngine?
+        let busy = try await QueryTestServer.start(token: token, options: QueryServerOptions(computeThreads: 1, maximumWaiting: 0)) {
+            let gated = GatedEngine($0)
+            held = gated
+            return gated
+        }
+        let busyClient = busy.client(token: token)
+        let first = Task { try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"]) }
+        #expect(await held?.waitForArrivals(1) == true)
+        call("ask", try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"]))
+        call("askStream", try await busyClient.ask(["collection": "four", "question": "Is there a red circle?"], path: "/v1/ask/stream"))
+        held?.release()
+        call("ask", try await first.value)
+        Self.check(exchanges, against: spec, unexercised: Self.queryUnexercised)
+        try await busy.stop()
     }
 }
 

@@ -18,10 +18,9 @@ final class TestServer: @unchecked Sendable {
     let store: CacheStore
     let folder: String
     let module: IngestModule
-    let router: Router<ServerContext>
-    let port: Int
-    private let group: ServiceGroup
-    private let running: Task<Void, Error>
+    let application: InProcessApplication
+    var router: Router<ServerContext> { application.router }
+    var port: Int { application.port }
 
     /// `configure` adjusts the daemon's options (uploads and spool default to folders of the test's own).
     static func start(token: String? = nil, maximumBodyBytes: Int = 8 << 20, spool: Bool = false,
@@ -38,29 +37,17 @@ final class TestServer: @unchecked Sendable {
     init(store: CacheStore, folder: String, options: IngestDaemonOptions, server: ServerOptions) async throws {
         self.store = store
         self.folder = folder
-        var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
-        logger.logLevel = .critical
         let metrics = ServerMetrics()
-        module = try IngestModule(store: store, model: try bundledModel.get(), options: options, server: server, metrics: metrics, logger: logger)
-        router = ServerFoundation.buildRouter(options: server, modules: [module], metrics: metrics)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let application = ServerFoundation.buildApplication(options: server, modules: [module], metrics: metrics, logger: logger) { port in
-            continuation.yield(port)
-        }
-        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [application], logger: logger))
-        let group = self.group
-        running = Task { try await group.run() }
-        var iterator = ports.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw TestSupportError("the server did not start") }
-        self.port = port
+        module = try IngestModule(store: store, model: try bundledModel.get(), options: options, server: server, metrics: metrics,
+                                  logger: InProcessApplication.quietLogger)
+        application = try await InProcessApplication(server: server, modules: [module], metrics: metrics)
     }
 
     func client(token: String? = nil) -> TestHTTPClient { TestHTTPClient(port: port, token: token) }
 
     /// Graceful shutdown, as SIGTERM does it.
     func stop() async throws {
-        await group.triggerGracefulShutdown()
-        try await running.value
+        try await application.stop()
         let module = self.module
         let idle = await withCheckedContinuation { continuation in
             DispatchQueue.global().async { continuation.resume(returning: module.waitForWorker(timeout: 60)) }
@@ -77,6 +64,41 @@ final class TestServer: @unchecked Sendable {
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TestSupportError("job \(id) did not finish in \(Int(timeout)) s")
+    }
+}
+
+/// An application as the commands build it (ServerFoundation), running in this process on
+/// 127.0.0.1:0 until `stop` (a graceful shutdown, as SIGTERM does it).
+final class InProcessApplication: @unchecked Sendable {
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test") { _ in SwiftLogNoOpLogHandler() }
+        logger.logLevel = .critical
+        return logger
+    }
+
+    let router: Router<ServerContext>
+    let port: Int
+    private let group: ServiceGroup
+    private let running: Task<Void, Error>
+
+    init(server: ServerOptions, modules: [any ServerModule], metrics: ServerMetrics) async throws {
+        let logger = Self.quietLogger
+        router = ServerFoundation.buildRouter(options: server, modules: modules, metrics: metrics)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let application = ServerFoundation.buildApplication(options: server, modules: modules, metrics: metrics, logger: logger) { port in
+            continuation.yield(port)
+        }
+        group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [application], logger: logger))
+        let group = self.group
+        running = Task { try await group.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw TestSupportError("the server did not start") }
+        self.port = port
+    }
+
+    func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await running.value
     }
 }
 
