@@ -1,5 +1,6 @@
 import Foundation
 import VoCoModel
+import VoCoPipeline
 import VoCoStore
 
 // MARK: - What the query server asks questions of
@@ -32,43 +33,10 @@ public struct AskInput: Sendable, Equatable {
 
 /// The answer as the API shows it (Schemas/query-api.json, `Answer`).
 public struct AskAnswer: Codable, Sendable, Equatable {
-    public struct Used: Codable, Sendable, Equatable {
-        public var number: Int
-        public var digest: String
-        public var ordinal: UInt64?
-        public var name: String?
-        public var relevance: Double?
-        public init(number: Int, digest: String, ordinal: UInt64? = nil, name: String? = nil, relevance: Double? = nil) {
-            self.number = number
-            self.digest = digest
-            self.ordinal = ordinal
-            self.name = name
-            self.relevance = relevance
-        }
-    }
-
-    public struct Reference: Codable, Sendable, Equatable {
-        public var text: String
-        public var number: Int
-        public var digest: String?
-        public var name: String?
-        public init(text: String, number: Int, digest: String? = nil, name: String? = nil) {
-            self.text = text
-            self.number = number
-            self.digest = digest
-            self.name = name
-        }
-    }
-
-    public struct Timings: Codable, Sendable, Equatable {
-        public var load, plan, prefill, decode: Double
-        public init(load: Double, plan: Double, prefill: Double, decode: Double) {
-            self.load = load
-            self.plan = plan
-            self.prefill = prefill
-            self.decode = decode
-        }
-    }
+    /// The library's types are the API's: the same fields, encoded under the same names.
+    public typealias Used = UsedImage
+    public typealias Reference = ImageReference
+    public typealias Timings = QueryTimings
 
     public var answer: String
     public var tokens: [Int]
@@ -78,7 +46,7 @@ public struct AskAnswer: Codable, Sendable, Equatable {
     public var references: [Reference]
     public var candidates: Int
     public var ranked: Bool
-    /// How the planner chose: "all", "probe: <probe question>" or "first".
+    /// How the planner chose: "all", "head: <target>", "probes: <probe> | ..." or "first" (QueryAnswer.plan).
     public var plan: String
     public var model: String
     public var timings: Timings

@@ -30,10 +30,8 @@ public final class QueryServiceEngine: QueryEngine, @unchecked Sendable {
     public static func view(_ answer: QueryAnswer) -> AskAnswer {
         AskAnswer(
             answer: answer.answer, tokens: answer.tokens, stop: AskAnswer.stopName(answer.stop),
-            used: answer.used.map { .init(number: $0.number, digest: $0.digest, ordinal: $0.ordinal, name: $0.name, relevance: $0.relevance) },
-            references: answer.references.map { .init(text: $0.text, number: $0.number, digest: $0.digest, name: $0.name) },
-            candidates: answer.candidates, ranked: answer.ranked, plan: answer.plan, model: answer.model.hex,
-            timings: .init(load: answer.timings.load, plan: answer.timings.plan, prefill: answer.timings.prefill, decode: answer.timings.decode))
+            used: answer.used, references: answer.references,
+            candidates: answer.candidates, ranked: answer.ranked, plan: answer.plan, model: answer.model.hex, timings: answer.timings)
     }
 
     /// Each of the library's errors has its problem type; the detail is the library's text,

@@ -80,4 +80,15 @@ import VoCoTestSupport
         let probed = try service.ask(QueryRequest(collection: "six", question: "Find the circle"))
         #expect(probed.plan == "probes: Is there a circle?" && probed.used.count == 2)
     }
+
+    @Test func aHeadMadeForAnotherModelIsSetAsideWithAWarning() throws {
+        let directory = try Self.modelCopy("head-other")
+        let model = try AnsweringModel(directory: directory)
+        let fingerprint = try ModelFingerprint.compute(directory: directory).fingerprint
+        try Self.writeHead(directory, inputs: 512, feature: 0, fingerprint: Digest.sha256(Data("other".utf8)).hex)
+        let store = try LMDBStore.open(path: TestPaths.scratch("head-other-store"), options: StoreOptions(create: true))
+        let service = try QueryService(store: store, model: model, fingerprint: fingerprint)
+        #expect(service.head == nil)
+        #expect(service.warnings.count == 1 && service.warnings[0].contains("trained for model"), "\(service.warnings)")
+    }
 }
