@@ -95,7 +95,9 @@ struct ServeCommand: ParsableCommand {
         let store = try openStore()
         let answering = try AnsweringModel(directory: model ?? DefaultModel.path(), options: compute.loadOptions)
         compute.report(answering.engine)
-        let engine = QueryServiceEngine(try QueryService(store: store, model: answering, cacheBytes: cacheBytes))
+        let service = try QueryService(store: store, model: answering, cacheBytes: cacheBytes)
+        for warning in service.warnings { logger.warning("\(warning)") }
+        let engine = QueryServiceEngine(service)
         let metrics = ServerMetrics()
         let module = try QueryModule(store: store, engine: engine, options: queryOptions, server: options, metrics: metrics, logger: logger)
         let application = ServerFoundation.buildApplication(options: options, modules: [module], metrics: metrics, logger: logger,

@@ -1,8 +1,8 @@
 """A relevance head for the planner: which stored caches hold a "<colour> <shape>".
 
 The query planner ranks a collection's images from their stored VoCo caches alone. The model's own
-yes/no probe ("Is there a red circle?", one image at a time) orders a holder above a non-holder
-about 95% of the time on the samples, too little to find one image among a thousand. This tool
+probes ("Is there a red circle?", one image at a time) rank the needle of a 1,024-image haystack
+first only about a fifth of the time (docs/query.md). This tool
 trains a small head on the caches themselves, MIRAGE's approach on Visual Haystacks: an MLP reads
 one image's cache (every layer's K and V rows, as the store keeps them) and gives one logit per
 target phrase ("red circle", ...). It is exported into the model directory as relevance/head.safetensors (a folder of its own, so
@@ -12,8 +12,9 @@ named by relevance.json's "head"; the Swift planner runs it (Sources/VoCoPipelin
 Steps (each resumable):
   render  PY Tools/demo/relevance_head.py render --out out/head --count 12000
           (train-split scenes, never test/val/samples/unseen; labels in out/head/images.jsonl)
-  ingest  voco ingest out/head/images --collection head --store out/head/store
-  train   PY Tools/demo/relevance_head.py train --data out/head --model Models/voco-shapes
+  ingest  voco ingest out/head/images --collection head --store out/head/store --json
+  train   PY Tools/demo/relevance_head.py train --data out/head --model Models/voco-shapes --fingerprint F
+          (F: the "model" field of the ingest summary)
 Needs numpy, Pillow, lmdb and zstandard (no torch).
 """
 

@@ -35,7 +35,7 @@ public final class QueryService: @unchecked Sendable {
         rules = try RelevanceRules.load(directory: model.directory, tokenizer: model.tokenizer)
         do {
             head = try RelevanceHead.load(directory: model.directory, fingerprint: fingerprint)
-        } catch let error as RelevanceError where error.reason.hasPrefix("trained for model") {
+        } catch let error as RelevanceError where error.madeFor != nil {
             // A head made for other weights (a copied or retrained model): the probes rank instead.
             head = nil
             warnings.append("\(error); ranking by relevance.json's probes instead")

@@ -33,7 +33,8 @@ public struct RelevanceHead: Sendable {
         }
         guard let made = file.metadata["model_fingerprint"] else { throw fail("its metadata names no model_fingerprint") }
         guard made.lowercased() == fingerprint.hex else {
-            throw fail("trained for model \(made), but this model's fingerprint is \(fingerprint.hex): train it again (Tools/demo/relevance_head.py)")
+            throw RelevanceError(path: path, reason: "trained for model \(made), but this model's fingerprint is \(fingerprint.hex): train it again (Tools/demo/relevance_head.py)",
+                                 madeFor: made)
         }
         let w1 = try file.tensor("hidden.weight"), b1 = try file.tensor("hidden.bias")
         let w2 = try file.tensor("output.weight"), b2 = try file.tensor("output.bias")
@@ -54,14 +55,18 @@ public struct RelevanceHead: Sendable {
             guard cache.keys.count + cache.values.count == inputs else {
                 throw RelevanceError(path: Self.fileName, reason: "the head reads \(inputs) values per cache; this cache has \(cache.keys.count + cache.values.count)")
             }
-            let features = cache.keys + cache.values
-            features.withUnsafeBufferPointer { x in
-                hiddenWeight.withUnsafeBufferPointer { w in
-                    for j in 0..<hidden {
-                        var sum = hiddenBias[j]
-                        let row = w.baseAddress! + j * inputs
-                        for i in 0..<inputs { sum += row[i] * x[i] }
-                        hiddenValues[j] = max(0, sum)
+            // The input is the keys, then the values: read in place, no joined copy per cache.
+            let keyCount = cache.keys.count
+            cache.keys.withUnsafeBufferPointer { k in
+                cache.values.withUnsafeBufferPointer { v in
+                    hiddenWeight.withUnsafeBufferPointer { w in
+                        for j in 0..<hidden {
+                            var sum = hiddenBias[j]
+                            let row = w.baseAddress! + j * inputs
+                            for i in 0..<keyCount { sum += row[i] * k[i] }
+                            for i in 0..<v.count { sum += row[keyCount + i] * v[i] }
+                            hiddenValues[j] = max(0, sum)
+                        }
                     }
                 }
             }

@@ -138,6 +138,8 @@ public struct RelevanceRules: Sendable {
 public struct RelevanceError: Error, CustomStringConvertible, LocalizedError, Sendable {
     public let path: String
     public let reason: String
+    /// The fingerprint a relevance head was trained for, when that is why it is refused.
+    public var madeFor: String? = nil
     public var description: String { "\(path): \(reason)" }
     public var errorDescription: String? { description }
 }
