@@ -30,6 +30,9 @@ enum ModelKeys {
 protocol LMDBReads: RecordReading, CatalogReading {
     var txn: any LMDBKeyValueReads { get }
     var db: LMDBStore.Databases { get }
+    /// Decoded image entries kept across transactions (read transactions only: a writer's
+    /// process, the ingester, should not grow with the images it has seen).
+    var imageMemo: DecodedJSONMemo<ImageInfo>? { get }
 }
 
 extension LMDBReads {
@@ -65,7 +68,7 @@ extension LMDBReads {
     }
 
     func image(_ digest: Digest) throws -> ImageInfo? {
-        try decodeJSON(ImageInfo.self, db.images, "images", digest.bytes)
+        try decodeJSON(ImageInfo.self, db.images, "images", digest.bytes, memo: imageMemo)
     }
 
     func collections() throws -> [CollectionSummary] {
@@ -143,21 +146,56 @@ extension LMDBReads {
         }
     }
 
-    /// The JSON value under `key` of a sealed database, checksum checked, decoded.
-    func decodeJSON<T: Decodable>(_ type: T.Type, _ dbi: MDB_dbi, _ database: String, _ key: [UInt8]) throws -> T? {
+    /// The JSON value under `key` of a sealed database, checksum checked, decoded (through
+    /// `memo` when given: the same JSON text decodes to the same value).
+    func decodeJSON<T: Decodable>(_ type: T.Type, _ dbi: MDB_dbi, _ database: String, _ key: [UInt8],
+                                  memo: DecodedJSONMemo<T>? = nil) throws -> T? {
         try txn.withValue(dbi, key) { raw -> T? in
             guard let raw else { return nil }
-            let json = try key.withUnsafeBytes { try db.open(raw, key: $0, database: database, path: path) }
-            do { return try JSONDecoder().decode(T.self, from: Data(json)) } catch {
+            let json = Data(try key.withUnsafeBytes { try db.open(raw, key: $0, database: database, path: path) })
+            if let memo, let known = memo.value(for: json) { return known }
+            do {
+                let value = try JSONDecoder().decode(T.self, from: json)
+                memo?.insert(value, for: json)
+                return value
+            } catch {
                 throw StoreError.corruptEntry(path: path, database: database, key: key.withUnsafeBytes { Digest.hexString($0) }, reason: "\(error)")
             }
         }
     }
 }
 
+/// Decoded values by their exact JSON text, bounded in entries: a question over a collection
+/// reads every member's image entry, and JSONDecoder costs tens of microseconds per entry,
+/// far more than hashing its ~200 bytes. Keyed by the text itself (after the checksum check),
+/// so a changed entry is decoded again and no answer depends on what was read before.
+final class DecodedJSONMemo<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var values: [Data: T] = [:]
+    private let capacity: Int
+
+    init(capacity: Int) { self.capacity = capacity }
+
+    func value(for json: Data) -> T? { lock.withLock { values[json] } }
+
+    func insert(_ value: T, for json: Data) {
+        lock.withLock {
+            if values.count >= capacity { values.removeAll(keepingCapacity: true) }
+            values[json] = value
+        }
+    }
+}
+
+/// Image entries read by the read transactions of every LMDB store in the process: 4,096 of
+/// them (a hot collection of that size), about 2 MiB at most.
+enum ImageInfoMemo {
+    static let shared = DecodedJSONMemo<ImageInfo>(capacity: 4096)
+}
+
 struct LMDBReadTransaction: LMDBReads {
     let txn: any LMDBKeyValueReads
     let db: LMDBStore.Databases
+    var imageMemo: DecodedJSONMemo<ImageInfo>? { ImageInfoMemo.shared }
 }
 
 // MARK: - Writes
@@ -166,6 +204,7 @@ struct LMDBWriteTransaction: LMDBReads, RecordWriting, CatalogWriting {
     let write: Transaction
     let db: LMDBStore.Databases
     var txn: any LMDBKeyValueReads { write }
+    var imageMemo: DecodedJSONMemo<ImageInfo>? { nil }
 
     init(txn: Transaction, db: LMDBStore.Databases) {
         write = txn

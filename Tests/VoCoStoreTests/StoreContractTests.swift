@@ -194,6 +194,11 @@ let contractBackends: [StoreBackendFactory] = [.lmdb] + (redisCluster == nil ? [
             let info = try #require(try txn.image(images[0]))
             #expect(info.sourceNames == ["x.jpg", "y.jpg"] && info.firstSeen == "2026-01-01T00:00:00Z")
         }
+        // A read after the entry changed sees the change (decoded entries are kept by their
+        // exact text, never by digest alone).
+        try store.write { try $0.putImage(images[0], ImageInfo(byteCount: 10, format: "jpeg", width: 2, height: 2, sourceNames: ["z.jpg"])) }
+        #expect(try store.read { try $0.image(images[0])?.sourceNames } == ["x.jpg", "y.jpg", "z.jpg"])
+        #expect(try store.read { try $0.image(images[0])?.sourceNames } == ["x.jpg", "y.jpg", "z.jpg"])
         #expect(throws: StoreError.self) { try store.write { try $0.append(images, to: "") } }
         #expect(throws: StoreError.self) { try store.write { try $0.append(images, to: "bad\u{0}name") } }
         #expect(throws: StoreError.self) { try store.read { try $0.members(of: "photos", offset: -1) } }

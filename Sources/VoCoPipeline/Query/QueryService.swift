@@ -237,9 +237,12 @@ public final class QueryService: @unchecked Sendable {
 
     // MARK: References
 
+    /// Compiled once (a pattern compiles in tens of microseconds; matching is thread-safe).
+    private static let referencePattern = try? NSRegularExpression(pattern: "\\bimage\\s+([0-9]+)\\b", options: [.caseInsensitive])
+
     /// "image N" mentions in `answer`, resolved to the placed images (digest nil when N was not placed).
     public static func references(in answer: String, used: [UsedImage]) -> [ImageReference] {
-        guard let regex = try? NSRegularExpression(pattern: "\\bimage\\s+([0-9]+)\\b", options: [.caseInsensitive]) else { return [] }
+        guard let regex = referencePattern else { return [] }
         let ns = answer as NSString
         return regex.matches(in: answer, range: NSRange(location: 0, length: ns.length)).compactMap { m in
             guard let number = Int(ns.substring(with: m.range(at: 1))) else { return nil }
