@@ -10,7 +10,7 @@ that no tool takes it for a weight shard) and
 named by relevance.json's "head"; the Swift planner runs it (Sources/VoCoPipeline/Query).
 
 Steps (each resumable):
-  render  PY Tools/demo/relevance_head.py render --out out/head --count 12000
+  render  PY Tools/demo/relevance_head.py render --out out/head --count 30000
           (train-split scenes, never test/val/samples/unseen; labels in out/head/images.jsonl)
   ingest  voco ingest out/head/images --collection head --store out/head/store --json
   train   PY Tools/demo/relevance_head.py train --data out/head --model Models/voco-shapes --fingerprint F
@@ -176,7 +176,7 @@ if __name__ == "__main__":
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("render")
     r.add_argument("--out", required=True)
-    r.add_argument("--count", type=int, default=12000)
+    r.add_argument("--count", type=int, default=30000)
     t = sub.add_parser("train")
     t.add_argument("--data", required=True, help="folder with images.jsonl and store/")
     t.add_argument("--model", required=True, help="model directory: relevance/head.safetensors is written there")
