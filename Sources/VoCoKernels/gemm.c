@@ -10,9 +10,22 @@
 
 // MARK: - Packing
 
+/// One full panel of MR rows, written in order: for each column p, the MR rows' elements
+/// (contiguous stores; the MR rows are read as MR sequential streams).
+static inline __attribute__((always_inline)) void pack_a_panel(const float *a, size_t lda, size_t kc, const size_t MR,
+                                                               float *out) {
+    const float *rows[16];
+    for (size_t i = 0; i < MR; i++) rows[i] = a + i * lda;
+    for (size_t p = 0; p < kc; p++, out += MR) {
+        for (size_t i = 0; i < MR; i++) out[i] = rows[i][p];
+    }
+}
+
 void vk_pack_a(const float *a, size_t lda, size_t mc, size_t kc, size_t mr, float *out) {
     for (size_t i0 = 0; i0 < mc; i0 += mr, out += kc * mr) {
         size_t rows = vk_min(mr, mc - i0);
+        if (rows == mr && mr == 6) { pack_a_panel(a + i0 * lda, lda, kc, 6, out); continue; }
+        if (rows == mr && mr == 12) { pack_a_panel(a + i0 * lda, lda, kc, 12, out); continue; }
         for (size_t i = 0; i < rows; i++) {
             const float *row = a + (i0 + i) * lda;
             for (size_t p = 0; p < kc; p++) out[p * mr + i] = row[p];
@@ -99,7 +112,8 @@ static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, siz
         float beta = p0 == 0 ? job->beta : 1.0f;
         for (size_t ic = i0; ic < i1; ic += VK_MC) {
             size_t mc = vk_min(VK_MC, i1 - ic);
-            vk_pack_a(job->a + ic * job->lda + p0, job->lda, mc, kc, mr, ap);
+            if (ops->pack_a) ops->pack_a(job->a + ic * job->lda + p0, job->lda, mc, kc, ap);
+            else vk_pack_a(job->a + ic * job->lda + p0, job->lda, mc, kc, mr, ap);
             vk_macro_kernel(ops, mc, nc, kc, ap, bp, job->c + ic * job->ldc + j0, job->ldc, job->alpha, beta);
         }
     }

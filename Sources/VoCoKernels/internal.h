@@ -35,6 +35,8 @@ typedef struct {
     /// ceil(nc / nr) panels of `[kc][nr]` (row j of the block is column j of the panel), zero
     /// padded past nc.
     void (*pack_b_rows)(const void *b, int type, size_t ldb, size_t nc, size_t kc, size_t nr, float *out);
+    /// A micro-panels (`vk_pack_a` with this level's mr), or NULL for `vk_pack_a` itself.
+    void (*pack_a)(const float *a, size_t lda, size_t mc, size_t kc, float *out);
     /// `y[i][j] = alpha * dot(x[i], w[j]) + beta * y[i][j]` for i < m (m <= 8), j in [j0, j1);
     /// `y` is not read when beta == 0.
     void (*gemv)(size_t m, size_t k, const float *x, size_t ldx, const void *w, int type, size_t ldw,

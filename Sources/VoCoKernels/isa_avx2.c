@@ -37,6 +37,33 @@ static void pack_b_rows(const void *b, int type, size_t ldb, size_t nc, size_t k
     pack_rows_x86(b, type, ldb, nc, kc, nr, out);
 }
 
+// MARK: - Packing A: 6-row panels, 8 columns at a time through a register transpose
+
+static void pack_a(const float *a, size_t lda, size_t mc, size_t kc, float *out) {
+    const __m256i six = _mm256_setr_epi32(-1, -1, -1, -1, -1, -1, 0, 0);
+    for (size_t i0 = 0; i0 < mc; i0 += MR, out += kc * MR) {
+        const float *r = a + i0 * lda;
+        if (mc - i0 < MR) {  // the last, partial panel: zero padded
+            vk_pack_a(r, lda, mc - i0, kc, MR, out);
+            continue;
+        }
+        size_t p = 0;
+        for (; p + 8 <= kc; p += 8) {
+            __m256 v[8];
+            for (int i = 0; i < MR; i++) v[i] = _mm256_loadu_ps(r + i * lda + p);
+            v[6] = v[7] = _mm256_setzero_ps();
+            transpose8(v);  // v[j]: column p + j of the six rows, then two zeros
+            float *o = out + p * MR;
+            // Each store's two extra lanes are overwritten by the next; the last is masked.
+            for (int j = 0; j < 7; j++) _mm256_storeu_ps(o + j * MR, v[j]);
+            _mm256_maskstore_ps(o + 7 * MR, six, v[7]);
+        }
+        for (; p < kc; p++) {
+            for (int i = 0; i < MR; i++) out[p * MR + i] = r[i * lda + p];
+        }
+    }
+}
+
 // MARK: - GEMV: RJ weight rows against M activation rows, 8 columns at a time
 
 static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const int M, const int type, size_t k,
@@ -129,7 +156,7 @@ static void quick_gelu(float *x, size_t count) {
 
 const vk_ops vk_ops_avx2 = {
     .isa = VK_ISA_AVX2, .mr = MR, .nr = NR,
-    .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
+    .kernel = kernel, .pack_b_rows = pack_b_rows, .pack_a = pack_a, .gemv = gemv, .convert = convert,
     .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };
 
