@@ -165,31 +165,39 @@ extension LMDBReads {
     }
 }
 
-/// Decoded values by their exact JSON text, bounded in entries: a question over a collection
+/// Decoded values by their exact JSON text, bounded in bytes: a question over a collection
 /// reads every member's image entry, and JSONDecoder costs tens of microseconds per entry,
 /// far more than hashing its ~200 bytes. Keyed by the text itself (after the checksum check),
 /// so a changed entry is decoded again and no answer depends on what was read before.
 final class DecodedJSONMemo<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var values: [Data: T] = [:]
-    private let capacity: Int
+    private var textBytes = 0
+    /// The bound on the JSON text held (all of it is dropped when a new entry would pass it);
+    /// an entry longer than a sixteenth of it is never kept.
+    let capacityBytes: Int
 
-    init(capacity: Int) { self.capacity = capacity }
+    init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
 
     func value(for json: Data) -> T? { lock.withLock { values[json] } }
 
     func insert(_ value: T, for json: Data) {
+        guard json.count <= capacityBytes / 16 else { return }
         lock.withLock {
-            if values.count >= capacity { values.removeAll(keepingCapacity: true) }
-            values[json] = value
+            if textBytes + json.count > capacityBytes {
+                values.removeAll(keepingCapacity: true)
+                textBytes = 0
+            }
+            if values.updateValue(value, forKey: json) == nil { textBytes += json.count }
         }
     }
 }
 
-/// Image entries read by the read transactions of every LMDB store in the process: 4,096 of
-/// them (a hot collection of that size), about 2 MiB at most.
+/// Image entries read by the read transactions of every LMDB store in the process: 4 MiB of
+/// their JSON text (about 20,000 entries of the usual ~200 bytes; an image ingested under many
+/// names, or a hostile entry, only fills it sooner), decoded values of the same order.
 enum ImageInfoMemo {
-    static let shared = DecodedJSONMemo<ImageInfo>(capacity: 4096)
+    static let shared = DecodedJSONMemo<ImageInfo>(capacityBytes: 4 << 20)
 }
 
 struct LMDBReadTransaction: LMDBReads {
