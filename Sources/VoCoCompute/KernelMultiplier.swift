@@ -31,6 +31,20 @@ public final class KernelMultiplier: MatrixMultiplier, @unchecked Sendable {
         vk_linear(pool, isa.rawValue, x, m, k, weight.base, Self.code(weight.dtype), n, k, k, bias, y, n, accumulate ? 1 : 0)
     }
 
+    public func linear(_ x: UnsafePointer<Float>, rows m: Int, weights: UnsafeBufferPointer<WeightMatrix>,
+                       into outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>) {
+        precondition(weights.count == outputs.count, "one output per weight")
+        guard m > 0, let k = weights.first?.columns else { return }
+        withUnsafeTemporaryAllocation(of: vk_linear_output.self, capacity: weights.count) { group in
+            for (i, weight) in weights.enumerated() {
+                precondition(weight.columns == k, "weights of one input have one width")
+                group[i] = vk_linear_output(w: weight.base, w_type: Self.code(weight.dtype), n: weight.rows, ldw: k,
+                                            y: outputs[i], ldy: weight.rows, beta: 0)
+            }
+            vk_linear_group(pool, isa.rawValue, x, m, k, k, group.baseAddress, weights.count)
+        }
+    }
+
     public func gemm(m: Int, n: Int, k: Int, alpha: Float,
                      a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, bTransposed: Bool,
                      beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {

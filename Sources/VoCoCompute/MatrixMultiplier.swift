@@ -22,6 +22,13 @@ public protocol MatrixMultiplier: AnyObject, Sendable {
     func linear(_ x: UnsafePointer<Float>, rows m: Int, weight: WeightMatrix, bias: UnsafePointer<Float>?,
                 into y: UnsafeMutablePointer<Float>, accumulate: Bool)
 
+    /// `outputs[i]` (`[m][weights[i].rows]`) `= x · weights[i]ᵀ` for every i: linear layers of
+    /// the same input `x` (`[m][columns]`, the weights' common width), such as a layer's K, V
+    /// and Q or an MLP's gate and up. A backend may run them as one parallel region (decoding:
+    /// small K and V matrices then pay for no region of their own). Default: one `linear` each.
+    func linear(_ x: UnsafePointer<Float>, rows m: Int, weights: UnsafeBufferPointer<WeightMatrix>,
+                into outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>)
+
     /// `c[m][n] = alpha · a[m][k] · op(b) + beta · c`, row-major with leading dimensions in
     /// elements; `op(b)` is `bᵀ` of a `[n][k]` matrix when `bTransposed`, else `b` `[k][n]`.
     /// Safe to call concurrently from inside `ComputeThreads.forEach` (no shared scratch).
@@ -37,6 +44,15 @@ public protocol MatrixMultiplier: AnyObject, Sendable {
 
 extension MatrixMultiplier {
     public func prepare(_ weight: WeightMatrix) -> WeightMatrix { weight }
+
+    public func linear(_ x: UnsafePointer<Float>, rows m: Int, weights: UnsafeBufferPointer<WeightMatrix>,
+                       into outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>) {
+        precondition(weights.count == outputs.count, "one output per weight")
+        for (weight, y) in zip(weights, outputs) {
+            precondition(weight.columns == weights[0].columns, "weights of one input have one width")
+            linear(x, rows: m, weight: weight, bias: nil, into: y, accumulate: false)
+        }
+    }
 
     public func attention(_ blocks: UnsafeBufferPointer<AttentionBlock>, shape: AttentionShape,
                           threads: ComputeThreads, scratch: ScratchBuffer) {

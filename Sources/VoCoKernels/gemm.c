@@ -135,19 +135,40 @@ typedef struct {
     size_t m, k;
     const float *x;
     size_t ldx;
-    const void *w;
-    int type;
-    size_t ldw, n, rows_per_task;
-    float alpha, beta;
-    float *y;
-    size_t ldy;
+    float alpha;
+    const vk_linear_output *outputs;
+    size_t count;
+    size_t rows_per_task[VK_LINEAR_GROUP_MAX], first_task[VK_LINEAR_GROUP_MAX + 1];
 } gemv_job;
 
 static void gemv_task(void *context, size_t item, int worker) {
     (void)worker;
     const gemv_job *job = context;
-    size_t j0 = item * job->rows_per_task, j1 = vk_min(job->n, j0 + job->rows_per_task);
-    job->ops->gemv(job->m, job->k, job->x, job->ldx, job->w, job->type, job->ldw, j0, j1, job->alpha, job->beta, job->y, job->ldy);
+    size_t o = 0;
+    while (item >= job->first_task[o + 1]) o++;
+    const vk_linear_output *out = &job->outputs[o];
+    size_t rows = job->rows_per_task[o], j0 = (item - job->first_task[o]) * rows, j1 = vk_min(out->n, j0 + rows);
+    job->ops->gemv(job->m, job->k, job->x, job->ldx, out->w, out->w_type, out->ldw, j0, j1, job->alpha, out->beta,
+                   out->y, out->ldy);
+}
+
+/// Every output's rows as tasks of one region: about VK_GEMV_TASK_BYTES of weight each, fewer
+/// bytes when the outputs together would give under 2 tasks per worker.
+static void gemv_group(vk_pool *pool, size_t workers, const vk_ops *ops, float alpha, const float *x, size_t m,
+                       size_t ldx, size_t k, const vk_linear_output *outputs, size_t count) {
+    gemv_job job = {.ops = ops, .m = m, .k = k, .x = x, .ldx = ldx, .alpha = alpha, .outputs = outputs, .count = count};
+    size_t total = 0;
+    for (size_t o = 0; o < count; o++) total += outputs[o].n * k * vk_type_size(outputs[o].w_type);
+    size_t task_bytes = VK_GEMV_TASK_BYTES;
+    if (workers > 1) task_bytes = vk_min(task_bytes, total / (2 * workers));
+    job.first_task[0] = 0;
+    for (size_t o = 0; o < count; o++) {
+        size_t row_bytes = k * vk_type_size(outputs[o].w_type);
+        size_t rows = vk_min(outputs[o].n, vk_round_up((task_bytes + row_bytes - 1) / row_bytes, 4));
+        job.rows_per_task[o] = rows == 0 ? 1 : rows;
+        job.first_task[o + 1] = job.first_task[o] + (outputs[o].n + job.rows_per_task[o] - 1) / job.rows_per_task[o];
+    }
+    vk_pool_run(workers > 1 ? pool : NULL, job.first_task[count], gemv_task, &job);
 }
 
 static size_t workers_for(vk_pool *pool, size_t macs) {
@@ -170,14 +191,8 @@ void vk_gemm(vk_pool *pool, int isa, size_t m, size_t n, size_t k, float alpha,
     const vk_ops *ops = vk_ops_for(isa);
     size_t workers = workers_for(pool, m * n * k);
     if (m <= 8 && b_transposed) {
-        // Weight rows per task: about 64 KiB of weight, at least 4 tasks per worker when possible.
-        size_t row_bytes = k * vk_type_size(b_type);
-        size_t rows = vk_min(n, vk_round_up((65536 + row_bytes - 1) / row_bytes, 4));
-        if (workers > 1) rows = vk_min(rows, vk_round_up((n + 4 * workers - 1) / (4 * workers), 4));
-        if (rows == 0) rows = 1;
-        gemv_job job = {ops, m, k, a, lda, b, b_type, ldb, n, rows, alpha, beta, c, ldc};
-        size_t tasks = (n + rows - 1) / rows;
-        vk_pool_run(workers > 1 ? pool : NULL, tasks, gemv_task, &job);
+        vk_linear_output out = {b, b_type, n, ldb, c, ldc, beta};
+        gemv_group(pool, workers, ops, alpha, a, m, lda, k, &out, 1);
         return;
     }
     size_t nr = (size_t)ops->nr, mr = (size_t)ops->mr;
@@ -201,6 +216,21 @@ void vk_linear(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx,
             for (size_t j = 0; j < n; j++) row[j] += bias[j];
         }
     }
+}
+
+void vk_linear_group(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx, size_t k,
+                     const vk_linear_output *outputs, size_t count) {
+    if (m == 0 || count == 0) return;
+    if (m > 8 || k == 0 || count > VK_LINEAR_GROUP_MAX) {  // GEMMs are regions enough on their own
+        for (size_t o = 0; o < count; o++) {
+            const vk_linear_output *out = &outputs[o];
+            vk_gemm(pool, isa, m, out->n, k, 1.0f, x, ldx, out->w, out->w_type, out->ldw, 1, out->beta, out->y, out->ldy);
+        }
+        return;
+    }
+    size_t macs = 0;
+    for (size_t o = 0; o < count; o++) macs += m * outputs[o].n * k;
+    gemv_group(pool, workers_for(pool, macs), vk_ops_for(isa), 1.0f, x, m, ldx, k, outputs, count);
 }
 
 void vk_convert(int isa, const void *source, int type, size_t count, float *destination) {

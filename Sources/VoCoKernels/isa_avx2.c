@@ -67,14 +67,15 @@ static void pack_a(const float *a, size_t lda, size_t mc, size_t kc, float *out)
 // MARK: - GEMV: RJ weight rows against M activation rows, 8 columns at a time
 
 static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const int M, const int type, size_t k,
-                                                            const float *x, size_t ldx, const char *w, size_t ldw_bytes,
-                                                            float alpha, float beta, float *y, size_t ldy) {
+                                                            const float *x, size_t ldx, const char *w, size_t w_step,
+                                                            float alpha, float beta, float *y, size_t y_step,
+                                                            size_t ldy) {
     __m256 acc[4][8];
     for (int r = 0; r < RJ; r++) for (int i = 0; i < M; i++) acc[r][i] = _mm256_setzero_ps();
     size_t p = 0;
     for (; p + 8 <= k; p += 8) {
         __m256 wv[4];
-        for (int r = 0; r < RJ; r++) wv[r] = load8(w + r * ldw_bytes, type, p);
+        for (int r = 0; r < RJ; r++) wv[r] = load8(w + r * w_step, type, p);
         for (int i = 0; i < M; i++) {
             __m256 xv = _mm256_loadu_ps(x + i * ldx + p);
             for (int r = 0; r < RJ; r++) acc[r][i] = _mm256_fmadd_ps(xv, wv[r], acc[r][i]);
@@ -83,9 +84,9 @@ static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const 
     for (int r = 0; r < RJ; r++) {
         for (int i = 0; i < M; i++) {
             float s = hsum8(acc[r][i]);
-            for (size_t q = p; q < k; q++) s += x[i * ldx + q] * vk_load_one(w + r * ldw_bytes, type, q);
+            for (size_t q = p; q < k; q++) s += x[i * ldx + q] * vk_load_one(w + r * w_step, type, q);
             float v = alpha * s;
-            y[i * ldy + r] = beta == 0 ? v : v + beta * y[i * ldy + r];
+            y[i * ldy + r * y_step] = beta == 0 ? v : v + beta * y[i * ldy + r * y_step];
         }
     }
 }

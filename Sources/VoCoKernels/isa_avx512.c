@@ -59,14 +59,15 @@ static void pack_b_rows(const void *b, int type, size_t ldb, size_t nc, size_t k
 // MARK: - GEMV: RJ weight rows against M activation rows, 16 columns at a time
 
 static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const int M, const int type, size_t k,
-                                                            const float *x, size_t ldx, const char *w, size_t ldw_bytes,
-                                                            float alpha, float beta, float *y, size_t ldy) {
+                                                            const float *x, size_t ldx, const char *w, size_t w_step,
+                                                            float alpha, float beta, float *y, size_t y_step,
+                                                            size_t ldy) {
     __m512 acc[4][8];
     for (int r = 0; r < RJ; r++) for (int i = 0; i < M; i++) acc[r][i] = _mm512_setzero_ps();
     size_t p = 0;
     for (; p + 16 <= k; p += 16) {
         __m512 wv[4];
-        for (int r = 0; r < RJ; r++) wv[r] = load16(w + r * ldw_bytes, type, p);
+        for (int r = 0; r < RJ; r++) wv[r] = load16(w + r * w_step, type, p);
         for (int i = 0; i < M; i++) {
             __m512 xv = _mm512_loadu_ps(x + i * ldx + p);
             for (int r = 0; r < RJ; r++) acc[r][i] = _mm512_fmadd_ps(xv, wv[r], acc[r][i]);
@@ -75,7 +76,7 @@ static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const 
     if (p < k) {
         __mmask16 mask = (__mmask16)((1u << (k - p)) - 1);
         __m512 wv[4];
-        for (int r = 0; r < RJ; r++) wv[r] = load16_masked(w + r * ldw_bytes, type, p, mask);
+        for (int r = 0; r < RJ; r++) wv[r] = load16_masked(w + r * w_step, type, p, mask);
         for (int i = 0; i < M; i++) {
             __m512 xv = _mm512_maskz_loadu_ps(mask, x + i * ldx + p);
             for (int r = 0; r < RJ; r++) acc[r][i] = _mm512_fmadd_ps(xv, wv[r], acc[r][i]);
@@ -84,7 +85,7 @@ static inline __attribute__((always_inline)) void gemv_tile(const int RJ, const 
     for (int r = 0; r < RJ; r++) {
         for (int i = 0; i < M; i++) {
             float v = alpha * _mm512_reduce_add_ps(acc[r][i]);
-            y[i * ldy + r] = beta == 0 ? v : v + beta * y[i * ldy + r];
+            y[i * ldy + r * y_step] = beta == 0 ? v : v + beta * y[i * ldy + r * y_step];
         }
     }
 }

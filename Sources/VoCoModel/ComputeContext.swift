@@ -33,4 +33,12 @@ public struct ComputeContext: Sendable {
             multiplier.linear(x, rows: rows, weight: weight, bias: nil, into: y, accumulate: accumulate)
         }
     }
+
+    /// `outputs[i] = x · weights[i]ᵀ` for every i, as one region where the backend can (see
+    /// `MatrixMultiplier.linear(_:rows:weights:into:)`).
+    @inline(__always)
+    func linear(_ x: UnsafePointer<Float>, rows: Int, _ weights: UnsafeBufferPointer<WeightMatrix>,
+                into outputs: UnsafeBufferPointer<UnsafeMutablePointer<Float>>) {
+        multiplier.linear(x, rows: rows, weights: weights, into: outputs)
+    }
 }

@@ -14,6 +14,23 @@ public final class LlamaModel {
         let postAttentionNorm: [Float]  // [hidden]
         let gate, up: WeightMatrix  // [intermediate][hidden]
         let down: WeightMatrix  // [hidden][intermediate]
+        /// [key, value, query] and [gate, up]: the products of one input, run as one region.
+        let keyValueQuery: [WeightMatrix], gateUp: [WeightMatrix]
+
+        init(inputNorm: [Float], query: WeightMatrix, key: WeightMatrix, value: WeightMatrix, output: WeightMatrix,
+             postAttentionNorm: [Float], gate: WeightMatrix, up: WeightMatrix, down: WeightMatrix) {
+            self.inputNorm = inputNorm
+            self.query = query
+            self.key = key
+            self.value = value
+            self.output = output
+            self.postAttentionNorm = postAttentionNorm
+            self.gate = gate
+            self.up = up
+            self.down = down
+            keyValueQuery = [key, value, query]
+            gateUp = [gate, up]
+        }
     }
 
     public let config: LlamaConfiguration
@@ -80,12 +97,10 @@ public final class LlamaModel {
         for (index, layer) in layers.enumerated() {
             // Attention: x += o_proj(attend(rope(q), cache + rope(k), v))
             Kernels.rmsNorm(x, rows: rows, width: h, weight: layer.inputNorm, epsilon: eps, into: normed)
-            compute.linear(normed, rows: rows, layer.key, into: k)
-            compute.linear(normed, rows: rows, layer.value, into: v)
+            let kvOnly = keysAndValuesOnlyInLastLayer && index == layers.count - 1
+            linear(normed, rows: rows, layer.keyValueQuery, into: k, v, q, count: kvOnly ? 2 : 3, compute: compute)
             observe?(index, k, v)
-            let last = index == layers.count - 1
-            if last && keysAndValuesOnlyInLastLayer { break }
-            compute.linear(normed, rows: rows, layer.query, into: q)
+            if kvOnly { break }
             rotary.rotate(q, rows: rows, rowStride: qw, heads: c.numAttentionHeads, cos: cos, sin: sin, tableRows: length)
             rotary.rotate(k, rows: rows, rowStride: kw, heads: c.numKeyValueHeads, cos: cos, sin: sin, tableRows: length)
             for s in 0..<sequences {
@@ -102,12 +117,27 @@ public final class LlamaModel {
 
             // MLP: x += down(silu(gate(x)) * up(x))
             Kernels.rmsNorm(x, rows: rows, width: h, weight: layer.postAttentionNorm, epsilon: eps, into: normed)
-            compute.linear(normed, rows: rows, layer.gate, into: gate)
-            compute.linear(normed, rows: rows, layer.up, into: up)
+            linear(normed, rows: rows, layer.gateUp, into: gate, up, count: 2, compute: compute)
             Kernels.swiGLU(gate: gate, up: up, count: rows * c.intermediateSize)
             compute.linear(gate, rows: rows, layer.down, into: x, accumulate: true)
         }
         cache.count += length
+    }
+
+    /// The first `count` of `weights` applied to `x`, into the first `count` of `a, b, c`.
+    @inline(__always)
+    private func linear(_ x: UnsafePointer<Float>, rows: Int, _ weights: [WeightMatrix],
+                        into a: UnsafeMutablePointer<Float>, _ b: UnsafeMutablePointer<Float>,
+                        _ c: UnsafeMutablePointer<Float>? = nil, count: Int, compute: ComputeContext) {
+        weights.withUnsafeBufferPointer { w in
+            withUnsafeTemporaryAllocation(of: UnsafeMutablePointer<Float>.self, capacity: 3) { outputs in
+                outputs[0] = a
+                outputs[1] = b
+                outputs[2] = c ?? b
+                compute.linear(x, rows: rows, UnsafeBufferPointer(rebasing: w[0..<count]),
+                               into: UnsafeBufferPointer(rebasing: UnsafeBufferPointer(outputs)[0..<count]))
+            }
+        }
     }
 
     /// `lm_head(norm(x))` of `rows` rows (`[rows][hidden]`) into `logits` (`[rows][vocab]`).

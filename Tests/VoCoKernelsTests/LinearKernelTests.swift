@@ -60,6 +60,56 @@ import VoCoKernels
         #expect(checked == Self.shapes.count)
     }
 
+    /// `vk_linear_group`: outputs of 1, 7, 256 and 4097 rows (and one of none) in F32, F16 and
+    /// BF16 from one input, each as its own `linear` would give it, overwritten or added to, at
+    /// 1, 3 and 8 rows (one region of GEMV tasks over every output) and 9 (a GEMM each).
+    @Test(arguments: Levels.all)
+    func groupedOutputsMatchOpenBLAS(isa: Int32) throws {
+        try Levels.requireSupported(isa)
+        let k = 67
+        let sizes = [7, 0, 4097, 1, 256]
+        let weights = sizes.enumerated().map { i, n in
+            StoredWeight(randomFloats(n * k, seed: UInt64(100 + i)), code: Self.codes[i % Self.codes.count])
+        }
+        for m in [1, 3, 8, 9] {
+            let x = randomFloats(m * k, seed: UInt64(m))
+            for accumulate in [false, true] {
+                let start = sizes.enumerated().map { i, n in randomFloats(m * n, seed: UInt64(200 + i)) }
+                var ys = start.map { accumulate ? $0 : [Float](repeating: .nan, count: $0.count) }
+                // Storage that stays put while the group runs: the weights unaligned, outputs as given.
+                let storage = weights.map { w -> UnsafeMutableRawPointer in
+                    let size = w.code == f32Code ? 4 : 2
+                    let raw = UnsafeMutableRawPointer.allocate(byteCount: w.floats.count * size + size, alignment: 64)
+                    w.withUnalignedStorage { raw.advanced(by: size).copyMemory(from: $0, byteCount: w.floats.count * size) }
+                    return raw
+                }
+                defer { storage.forEach { $0.deallocate() } }
+                let outputs = ys.indices.map { i in UnsafeMutablePointer<Float>.allocate(capacity: max(1, ys[i].count)) }
+                defer { outputs.forEach { $0.deallocate() } }
+                for i in ys.indices { outputs[i].update(from: ys[i], count: ys[i].count) }
+                let group = sizes.indices.map { i in
+                    vk_linear_output(w: UnsafeRawPointer(storage[i].advanced(by: weights[i].code == f32Code ? 4 : 2)),
+                                     w_type: weights[i].code, n: sizes[i], ldw: k, y: outputs[i], ldy: sizes[i],
+                                     beta: accumulate ? 1 : 0)
+                }
+                vk_linear_group(Self.pool, isa, x, m, k, k, group, group.count)
+                for i in ys.indices { ys[i] = Array(UnsafeBufferPointer(start: outputs[i], count: ys[i].count)) }
+                for (i, n) in sizes.enumerated() {
+                    var expected = referenceProduct(x, m: m, weights[i].floats, n: n, k: k)
+                    var magnitude = referenceProduct(x.map(abs), m: m, weights[i].floats.map(abs), n: n, k: k)
+                    if accumulate {
+                        for j in expected.indices {
+                            expected[j] += start[i][j]
+                            magnitude[j] += abs(start[i][j])
+                        }
+                    }
+                    let check = agrees(ys[i], expected, magnitude: magnitude)
+                    #expect(check.ok, "\(Levels.name(isa)) m \(m) output \(i) (n \(n)) accumulate \(accumulate): \(check.worst)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: Levels.all)
     func generalGemmTransposesAndScales(isa: Int32) throws {
         try Levels.requireSupported(isa)

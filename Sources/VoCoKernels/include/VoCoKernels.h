@@ -90,6 +90,28 @@ void vk_linear(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx,
                const void *w, int w_type, size_t n, size_t k, size_t ldw,
                const float *bias, float *y, size_t ldy, int accumulate);
 
+/// One output of `vk_linear_group`: `y[m][n] (ldy) = x · wᵀ + beta · y`, `w` `[n][k]` of
+/// `w_type` with row stride `ldw`; `y` is not read when beta == 0.
+typedef struct {
+    const void *w;
+    int w_type;
+    size_t n;
+    size_t ldw;
+    float *y;
+    size_t ldy;
+    float beta;
+} vk_linear_output;
+
+/// The most outputs one `vk_linear_group` runs as one region (more run one after another).
+enum { VK_LINEAR_GROUP_MAX = 8 };
+
+/// Several linear layers of the same input `x[m][k]` (a layer's Q, K and V; an MLP's gate and
+/// up): with m <= 8 the weight rows of all of them are the tasks of one parallel region, so
+/// small matrices (K and V) do not each pay for a region of their own; more rows run one GEMM
+/// per output.
+void vk_linear_group(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx, size_t k,
+                     const vk_linear_output *outputs, size_t count);
+
 /// Widens `count` elements of `type` into F32.
 void vk_convert(int isa, const void *source, int type, size_t count, float *destination);
 
