@@ -20,7 +20,10 @@ public final class KernelMultiplier: MatrixMultiplier, @unchecked Sendable {
         self.isa = KernelISA(rawValue: vk_isa_effective(requested.rawValue)) ?? .scalar
     }
 
-    public var summary: String { "VoCoKernels \(isa) (F16/BF16 weights read in place), \(threads.count) thread(s)" }
+    public var summary: String {
+        let tile = isa == .avx512 && vk_avx512_gemm_narrow() != 0 ? ", GEMM tile 6x16: this CPU splits 512-bit FMAs" : ""
+        return "VoCoKernels \(isa) (F16/BF16 weights read in place\(tile)), \(threads.count) thread(s)"
+    }
 
     private var pool: OpaquePointer? { threads.pool?.pointer }
 

@@ -1,6 +1,7 @@
 // ISA detection, the cap from $VOCO_ISA, and per-thread scratch.
 #include "internal.h"
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,17 +34,50 @@ static int detect_best(void) {
     if (f && dq && bw && vl && (xcr0 & 0xe6) == 0xe6) return VK_ISA_AVX512;  // opmask and ZMM state too
     return VK_ISA_AVX2;
 }
+
+/// Whether the CPU executes each 512-bit FMA as two 256-bit halves (AMD Zen 4, family 19h: the
+/// only AMD family with AVX-512 and without full-width units). There the 12 x 32 tile gains no
+/// FMAs over the AVX2 level's 6 x 16 one and measured slower (docs/engine.md).
+static int splits_512_bit_fmas(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(0, &a, &b, &c, &d)) return 0;
+    int amd = b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD"
+    if (!amd || !__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    unsigned family = ((a >> 8) & 0xf) + (((a >> 8) & 0xf) == 0xf ? (a >> 20) & 0xff : 0);
+    return family == 0x19;
+}
 #else
 static int detect_best(void) { return VK_ISA_SCALAR; }
+static int splits_512_bit_fmas(void) { return 0; }
 #endif
 
 static int best_level = -1;
 static int default_level = -1;
+static _Atomic int narrow_avx512_gemm = 0;  // the AVX-512 level's products through the AVX2 level's tile
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
+#if VK_X86
+static vk_ops avx512_narrow;  // vk_ops_avx512 with vk_ops_avx2's GEMM tile, packing and depth
+#endif
 
 static void detect(void) {
     best_level = detect_best();
     default_level = best_level;
+#if VK_X86
+    avx512_narrow = vk_ops_avx512;
+    avx512_narrow.mr = vk_ops_avx2.mr;
+    avx512_narrow.nr = vk_ops_avx2.nr;
+    avx512_narrow.kc = vk_ops_avx2.kc;
+    avx512_narrow.kernel = vk_ops_avx2.kernel;
+    avx512_narrow.pack_b_rows = vk_ops_avx2.pack_b_rows;
+    avx512_narrow.pack_a = vk_ops_avx2.pack_a;
+#endif
+    narrow_avx512_gemm = best_level == VK_ISA_AVX512 && splits_512_bit_fmas();
+    const char *tile = getenv("VOCO_AVX512_GEMM");
+    if (tile && *tile) {
+        if (strcasecmp(tile, "wide") == 0) narrow_avx512_gemm = 0;
+        else if (strcasecmp(tile, "narrow") == 0) narrow_avx512_gemm = 1;
+        else fprintf(stderr, "VoCoKernels: VOCO_AVX512_GEMM=%s is not wide or narrow; ignored\n", tile);
+    }
     const char *cap = getenv("VOCO_ISA");
     if (cap && *cap) {
         int level = vk_isa_from_name(cap);
@@ -83,10 +117,20 @@ int vk_isa_from_name(const char *name) {
     return -1;
 }
 
+int vk_avx512_gemm_narrow(void) {
+    pthread_once(&detect_once, detect);
+    return narrow_avx512_gemm;
+}
+
+void vk_set_avx512_gemm_narrow(int narrow) {
+    pthread_once(&detect_once, detect);
+    narrow_avx512_gemm = narrow != 0;
+}
+
 const vk_ops *vk_ops_for(int isa) {
     switch (vk_isa_effective(isa)) {
 #if VK_X86
-    case VK_ISA_AVX512: return &vk_ops_avx512;
+    case VK_ISA_AVX512: return narrow_avx512_gemm ? &avx512_narrow : &vk_ops_avx512;
     case VK_ISA_AVX2: return &vk_ops_avx2;
 #endif
     default: return &vk_ops_scalar;

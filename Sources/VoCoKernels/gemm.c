@@ -100,10 +100,11 @@ static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, siz
     const vk_ops *ops = job->ops;
     size_t mr = (size_t)ops->mr, nr = (size_t)ops->nr, size = vk_type_size(job->b_type);
     size_t nc = j1 - j0;
-    float *bp = vk_scratch(0, vk_round_up(nc, nr) * VK_KC);
-    float *ap = vk_scratch(1, vk_round_up(VK_MC, mr) * VK_KC);
-    for (size_t p0 = 0; p0 < job->k; p0 += VK_KC) {
-        size_t kc = vk_min(VK_KC, job->k - p0);
+    size_t depth = (size_t)ops->kc;
+    float *bp = vk_scratch(0, vk_round_up(nc, nr) * depth);
+    float *ap = vk_scratch(1, vk_round_up(VK_MC, mr) * depth);
+    for (size_t p0 = 0; p0 < job->k; p0 += depth) {
+        size_t kc = vk_min(depth, job->k - p0);
         if (job->b_transposed) {
             ops->pack_b_rows((const char *)job->b + (j0 * job->ldb + p0) * size, job->b_type, job->ldb, nc, kc, nr, bp);
         } else {

@@ -12,9 +12,6 @@
 
 // MARK: - Blocking
 
-/// Depth of one packed block (the k extent of A and B panels): a B micro-panel of KC x NR floats
-/// stays in L1 while the microkernel runs down every A micro-panel.
-#define VK_KC 256
 /// Rows of A packed at once (MC x KC floats, in L2).
 #define VK_MC 240
 /// Weight columns (rows of w) one GEMM task packs at most.
@@ -30,6 +27,10 @@ typedef struct {
     int isa;
     /// The microkernel's tile: MR rows of A by NR columns of B.
     int mr, nr;
+    /// Depth of one packed block (the k extent of A and B panels): a B micro-panel of KC x NR
+    /// floats stays in L1 while the microkernel runs down every A micro-panel, so KC x NR x 4
+    /// bytes is kept to half of a 32 KiB L1.
+    int kc;
     /// `c[mr][nr] (ldc) = alpha * Σ_p a[p][0..mr) ⊗ b[p][0..nr) + beta * c`; `c` is not read when
     /// beta == 0. `a` is an A micro-panel (`[kc][mr]`), `b` a B micro-panel (`[kc][nr]`).
     void (*kernel)(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta);

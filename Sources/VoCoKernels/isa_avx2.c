@@ -6,7 +6,7 @@
 #include "x86_common.h"
 #include <math.h>
 
-enum { MR = 6, NR = 16 };
+enum { KC = 256, MR = 6, NR = 16 };
 
 // MARK: - Microkernel: 6 x 16, 12 accumulators
 
@@ -156,7 +156,7 @@ static void quick_gelu(float *x, size_t count) {
 }
 
 const vk_ops vk_ops_avx2 = {
-    .isa = VK_ISA_AVX2, .mr = MR, .nr = NR,
+    .isa = VK_ISA_AVX2, .mr = MR, .nr = NR, .kc = KC,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .pack_a = pack_a, .gemv = gemv, .convert = convert,
     .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };

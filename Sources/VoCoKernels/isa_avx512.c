@@ -4,7 +4,7 @@
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c,avx512f,avx512bw,avx512vl,avx512dq"))), apply_to = function)
 #include "x86_common.h"
 
-enum { MR = 12, NR = 32 };
+enum { KC = 128, MR = 12, NR = 32 };
 
 // MARK: - Sixteen F32 lanes from any B type (the first `count` of them; the rest read 0)
 
@@ -156,7 +156,7 @@ static void quick_gelu(float *x, size_t count) {
 }
 
 const vk_ops vk_ops_avx512 = {
-    .isa = VK_ISA_AVX512, .mr = MR, .nr = NR,
+    .isa = VK_ISA_AVX512, .mr = MR, .nr = NR, .kc = KC,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
     .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };

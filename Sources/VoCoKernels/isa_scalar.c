@@ -3,7 +3,7 @@
 #include "internal.h"
 #include <math.h>
 
-enum { MR = 4, NR = 8 };
+enum { KC = 256, MR = 4, NR = 8 };
 
 static void kernel(size_t kc, const float *a, const float *b, float *c, size_t ldc, float alpha, float beta) {
     float acc[MR][NR] = {{0}};
@@ -72,7 +72,7 @@ static void quick_gelu(float *x, size_t count) {
 }
 
 const vk_ops vk_ops_scalar = {
-    .isa = VK_ISA_SCALAR, .mr = MR, .nr = NR,
+    .isa = VK_ISA_SCALAR, .mr = MR, .nr = NR, .kc = KC,
     .kernel = kernel, .pack_b_rows = pack_b_rows, .gemv = gemv, .convert = convert,
     .max = max_of, .exp_sum = exp_sum, .silu_mul = silu_mul, .quick_gelu = quick_gelu,
 };

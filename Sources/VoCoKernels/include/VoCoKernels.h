@@ -43,6 +43,14 @@ int vk_isa_from_name(const char *name);
 /// The level a kernel asked for `isa` really runs: `isa` when supported, else the best below.
 int vk_isa_effective(int isa);
 
+/// Whether the AVX-512 level runs its matrix products (GEMM, attention) through the AVX2 level's
+/// 6 x 16 tile and packing instead of its own 12 x 32: chosen where the CPU splits every
+/// 512-bit FMA in two (AMD Zen 4), or forced by `$VOCO_AVX512_GEMM` = wide | narrow. The
+/// level's GEMV, conversions and activations stay 512-bit either way.
+int vk_avx512_gemm_narrow(void);
+/// Sets that choice for the whole process (tests and benchmarks run both tiles on one CPU).
+void vk_set_avx512_gemm_narrow(int narrow);
+
 // MARK: - Element types of a B operand (weights)
 
 typedef enum {
