@@ -3,7 +3,9 @@
 // GEMM (more than 8 rows): the weight is cut into column blocks of at most VK_NC (and, when that
 // gives too few tasks, the rows of A too); each task packs its weight block KC deep, widening
 // F16/BF16 to F32 as it transposes (every weight element is widened once per product when the
-// rows fit one task), packs A in MC-row blocks and runs the microkernel over the panels.
+// rows fit one task), and runs the microkernel over its panels and A's. A is packed once, in a
+// region before the tasks', when several tasks share its rows (up to VK_SHARED_A_BYTES at a
+// time); otherwise each task packs its own rows in MC-row blocks.
 // GEMV (8 rows or fewer): tasks of weight rows, each streamed once against every activation row.
 #include "internal.h"
 #include <string.h>
@@ -93,7 +95,31 @@ typedef struct {
     float *c;
     size_t ldc;
     size_t nc, mc_task, n_tasks;  // weight columns and A rows per task; tasks along n
+    const float *ap_shared;       // A packed once for every task (see pack_a_shared), or NULL
+    size_t mpad;                  // m rounded up to mr: the rows of one depth block of ap_shared
 } gemm_job;
+
+/// A micro-panels of `mc` rows by `kc` (the level's own pack where it has one).
+static void pack_a_block(const vk_ops *ops, const float *a, size_t lda, size_t mc, size_t kc, float *out) {
+    if (ops->pack_a) ops->pack_a(a, lda, mc, kc, out);
+    else vk_pack_a(a, lda, mc, kc, (size_t)ops->mr, out);
+}
+
+/// Where the panels of rows [ic, ic + mc) at depth p0 (kc deep) lie in a shared pack: each depth
+/// block holds all mpad rows, `[mpad / mr][kc][mr]`.
+static inline float *shared_panels(float *base, size_t mpad, size_t mr, size_t p0, size_t kc, size_t ic) {
+    return base + p0 * mpad + ic / mr * kc * mr;
+}
+
+static void pack_a_shared_task(void *context, size_t item, int worker) {
+    (void)worker;
+    const gemm_job *job = context;
+    size_t depth = (size_t)job->ops->kc, row_blocks = (job->m + VK_MC - 1) / VK_MC;
+    size_t p0 = item / row_blocks * depth, ic = item % row_blocks * VK_MC;
+    size_t kc = vk_min(depth, job->k - p0), mc = vk_min(VK_MC, job->m - ic);
+    pack_a_block(job->ops, job->a + ic * job->lda + p0, job->lda, mc, kc,
+                 shared_panels((float *)job->ap_shared, job->mpad, (size_t)job->ops->mr, p0, kc, ic));
+}
 
 /// One task: rows [i0, i1) of A against weight columns [j0, j1).
 static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, size_t j1) {
@@ -102,7 +128,7 @@ static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, siz
     size_t nc = j1 - j0;
     size_t depth = (size_t)ops->kc;
     float *bp = vk_scratch(0, vk_round_up(nc, nr) * depth);
-    float *ap = vk_scratch(1, vk_round_up(VK_MC, mr) * depth);
+    float *ap = job->ap_shared ? NULL : vk_scratch(1, vk_round_up(VK_MC, mr) * depth);
     for (size_t p0 = 0; p0 < job->k; p0 += depth) {
         size_t kc = vk_min(depth, job->k - p0);
         if (job->b_transposed) {
@@ -113,9 +139,10 @@ static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, siz
         float beta = p0 == 0 ? job->beta : 1.0f;
         for (size_t ic = i0; ic < i1; ic += VK_MC) {
             size_t mc = vk_min(VK_MC, i1 - ic);
-            if (ops->pack_a) ops->pack_a(job->a + ic * job->lda + p0, job->lda, mc, kc, ap);
-            else vk_pack_a(job->a + ic * job->lda + p0, job->lda, mc, kc, mr, ap);
-            vk_macro_kernel(ops, mc, nc, kc, ap, bp, job->c + ic * job->ldc + j0, job->ldc, job->alpha, beta);
+            const float *panels = ap;
+            if (job->ap_shared) panels = shared_panels((float *)job->ap_shared, job->mpad, mr, p0, kc, ic);
+            else pack_a_block(ops, job->a + ic * job->lda + p0, job->lda, mc, kc, ap);
+            vk_macro_kernel(ops, mc, nc, kc, panels, bp, job->c + ic * job->ldc + j0, job->ldc, job->alpha, beta);
         }
     }
 }
@@ -179,6 +206,30 @@ static size_t workers_for(vk_pool *pool, size_t macs) {
 
 // MARK: - Entry points
 
+/// Cuts `job` (its ops, shape and operands set) into tasks and runs them. Several tasks along
+/// n would each pack the same rows of A, so with `share` A is packed once, in a region of its
+/// own, into the caller's scratch, and every task reads those panels.
+static void gemm_rows(vk_pool *pool, size_t workers, gemm_job *job, int share) {
+    size_t m = job->m, n = job->n, nr = (size_t)job->ops->nr, mr = (size_t)job->ops->mr;
+    size_t nc = vk_round_up(vk_min(n, VK_NC), nr);
+    while (workers > 1 && (n + nc - 1) / nc < 3 * workers && nc > 2 * nr) nc = vk_round_up(nc / 2, nr);
+    size_t n_tasks = (n + nc - 1) / nc, m_tasks = 1;
+    while (workers > 1 && n_tasks * m_tasks < 3 * workers && m / (2 * m_tasks) >= 4 * mr) m_tasks *= 2;
+    size_t mc_task = vk_round_up((m + m_tasks - 1) / m_tasks, mr);
+    m_tasks = (m + mc_task - 1) / mc_task;
+    job->nc = nc;
+    job->mc_task = mc_task;
+    job->n_tasks = n_tasks;
+    job->ap_shared = NULL;
+    if (share && n_tasks > 1) {
+        job->mpad = vk_round_up(m, mr);
+        job->ap_shared = vk_scratch(2, job->mpad * job->k);
+        size_t depth_blocks = (job->k + (size_t)job->ops->kc - 1) / (size_t)job->ops->kc;
+        vk_pool_run(workers > 1 ? pool : NULL, depth_blocks * ((m + VK_MC - 1) / VK_MC), pack_a_shared_task, job);
+    }
+    vk_pool_run(workers > 1 ? pool : NULL, n_tasks * m_tasks, gemm_task, job);
+}
+
 void vk_gemm(vk_pool *pool, int isa, size_t m, size_t n, size_t k, float alpha,
              const float *a, size_t lda, const void *b, int b_type, size_t ldb, int b_transposed,
              float beta, float *c, size_t ldc) {
@@ -196,15 +247,21 @@ void vk_gemm(vk_pool *pool, int isa, size_t m, size_t n, size_t k, float alpha,
         gemv_group(pool, workers, ops, alpha, a, m, lda, k, &out, 1);
         return;
     }
-    size_t nr = (size_t)ops->nr, mr = (size_t)ops->mr;
-    size_t nc = vk_round_up(vk_min(n, VK_NC), nr);
-    while (workers > 1 && (n + nc - 1) / nc < 3 * workers && nc > 2 * nr) nc = vk_round_up(nc / 2, nr);
-    size_t n_tasks = (n + nc - 1) / nc, m_tasks = 1;
-    while (workers > 1 && n_tasks * m_tasks < 3 * workers && m / (2 * m_tasks) >= 4 * mr) m_tasks *= 2;
-    size_t mc_task = vk_round_up((m + m_tasks - 1) / m_tasks, mr);
-    m_tasks = (m + mc_task - 1) / mc_task;
-    gemm_job job = {ops, m, n, k, alpha, beta, a, lda, b, b_type, ldb, b_transposed, c, ldc, nc, mc_task, n_tasks};
-    vk_pool_run(workers > 1 ? pool : NULL, n_tasks * m_tasks, gemm_task, &job);
+    gemm_job job = {ops, m, n, k, alpha, beta, a, lda, b, b_type, ldb, b_transposed, c, ldc, 0, 0, 0, NULL, 0};
+    // A is packed once for all tasks when it fits VK_SHARED_A_BYTES (in row chunks when it does
+    // not), and only on the top-level thread, whose scratch slot 2 no kernel is using then.
+    size_t chunk = vk_pool_inside() ? 0 : VK_SHARED_A_BYTES / (k * sizeof(float)) / VK_MC * VK_MC;
+    if (chunk == 0 || chunk >= m) {
+        gemm_rows(pool, workers, &job, chunk != 0);
+        return;
+    }
+    for (size_t r0 = 0; r0 < m; r0 += chunk) {
+        gemm_job part = job;
+        part.m = vk_min(chunk, m - r0);
+        part.a = a + r0 * lda;
+        part.c = c + r0 * ldc;
+        gemm_rows(pool, workers, &part, 1);
+    }
 }
 
 void vk_linear(vk_pool *pool, int isa, const float *x, size_t m, size_t ldx,

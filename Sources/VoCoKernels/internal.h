@@ -16,6 +16,8 @@
 #define VK_MC 240
 /// Weight columns (rows of w) one GEMM task packs at most.
 #define VK_NC 256
+/// Most bytes of A one GEMM packs once for all of its tasks (larger A: in row chunks).
+#define VK_SHARED_A_BYTES ((size_t)16 << 20)
 /// Weight bytes one GEMV task streams (at most; fewer when that leaves too few tasks).
 #define VK_GEMV_TASK_BYTES ((size_t)256 << 10)
 /// Below this many multiply-adds a product runs on the calling thread.

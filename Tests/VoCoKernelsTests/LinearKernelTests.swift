@@ -60,6 +60,24 @@ import VoCoKernels
         #expect(checked == Self.shapes.count)
     }
 
+    /// A of 1,100 rows x 4,097 (18 MB, over the 16 MiB packed once for every task) is packed in
+    /// row chunks; its rows are 5 floats apart beyond k, and the last chunk (140 rows) is not a
+    /// whole number of the 240-row blocks.
+    @Test(arguments: Levels.all)
+    func largeActivationsPackedInRowChunks(isa: Int32) throws {
+        try Levels.requireSupported(isa)
+        let (m, n, k, lda) = (1100, 40, 4097, 4102)
+        let weight = StoredWeight(randomFloats(n * k, seed: 41), code: f16Code)
+        let x = (0..<m).flatMap { randomFloats(k, seed: UInt64(43 + $0)) }  // more values than the noise table has
+        var strided = [Float](repeating: .nan, count: m * lda)  // the gaps are NaN: never read
+        for i in 0..<m { strided.replaceSubrange(i * lda..<(i * lda + k), with: x[(i * k)..<((i + 1) * k)]) }
+        var y = [Float](repeating: .nan, count: m * n)
+        weight.withUnalignedStorage { w in vk_linear(Self.pool, isa, strided, m, lda, w, f16Code, n, k, k, nil, &y, n, 0) }
+        let check = agrees(y, referenceProduct(x, m: m, weight.floats, n: n, k: k),
+                           magnitude: referenceProduct(x.map(abs), m: m, weight.floats.map(abs), n: n, k: k))
+        #expect(check.ok, "\(Levels.name(isa)): \(check.worst)")
+    }
+
     /// The AVX-512 level with each GEMM tile (its own 12 x 32, and the AVX2 level's 6 x 16 that
     /// it uses where the CPU splits 512-bit FMAs), whichever this CPU would choose, against
     /// OpenBLAS over the GEMM shapes (more than 8 rows), every weight type.
