@@ -30,6 +30,15 @@ static double now(void) {
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/// The median of `count` timings (sorted in place), freeing them.
+static double median_freeing(double *times, int count) {
+    for (int i = 1; i < count; i++)
+        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) { double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t; }
+    double middle = times[count / 2];
+    free(times);
+    return middle;
+}
+
 static void *allocate(size_t bytes) {
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0) {
@@ -201,10 +210,7 @@ static result onednn_matmul(size_t m, const weights *w, dnnl_data_type_t src_typ
         DNNL_CHECK(dnnl_stream_wait(stream));
         if (rep >= 0) times[rep] = (now() - t0) / (double)w->copies;
     }
-    for (int i = 1; i < repeats; i++)
-        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) { double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t; }
-    r.seconds = times[repeats / 2];
-    free(times);
+    r.seconds = median_freeing(times, repeats);
     for (size_t c = 0; c < w->copies; c++) dnnl_memory_destroy(wei_mem[c]);
     free(wei_mem);
     dnnl_memory_destroy(src_mem);
@@ -232,10 +238,7 @@ static result ours(size_t m, const weights *w, int type, const float *src, float
             vk_linear(pool, isa, src, m, w->k, base + c * matrix_bytes, type, w->n, w->k, w->k, NULL, dst, w->n, 0);
         if (rep >= 0) times[rep] = (now() - t0) / (double)w->copies;
     }
-    for (int i = 1; i < repeats; i++)
-        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) { double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t; }
-    r.seconds = times[repeats / 2];
-    free(times);
+    r.seconds = median_freeing(times, repeats);
     return r;
 }
 
@@ -254,10 +257,7 @@ static result openblas(size_t m, const weights *w, const float *src, float *dst,
         }
         if (rep >= 0) times[rep] = (now() - t0) / (double)w->copies;
     }
-    for (int i = 1; i < repeats; i++)
-        for (int j = i; j > 0 && times[j] < times[j - 1]; j--) { double t = times[j]; times[j] = times[j - 1]; times[j - 1] = t; }
-    r.seconds = times[repeats / 2];
-    free(times);
+    r.seconds = median_freeing(times, repeats);
     return r;
 }
 
