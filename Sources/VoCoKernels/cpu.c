@@ -1,7 +1,6 @@
 // ISA detection, the cap from $VOCO_ISA, and per-thread scratch.
 #include "internal.h"
 #include <pthread.h>
-#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +52,7 @@ static int splits_512_bit_fmas(void) { return 0; }
 
 static int best_level = -1;
 static int default_level = -1;
-static _Atomic int narrow_avx512_gemm = 0;  // the AVX-512 level's products through the AVX2 level's tile
+static int narrow_avx512_gemm = 0;  // the AVX-512 level's products through the AVX2 level's tile
 static pthread_once_t detect_once = PTHREAD_ONCE_INIT;
 #if VK_X86
 static vk_ops avx512_narrow;  // vk_ops_avx512 with vk_ops_avx2's GEMM tile, packing and depth
@@ -122,15 +121,14 @@ int vk_avx512_gemm_narrow(void) {
     return narrow_avx512_gemm;
 }
 
-void vk_set_avx512_gemm_narrow(int narrow) {
-    pthread_once(&detect_once, detect);
-    narrow_avx512_gemm = narrow != 0;
-}
-
 const vk_ops *vk_ops_for(int isa) {
-    switch (vk_isa_effective(isa)) {
+    int tile = isa < 0 ? 0 : isa & (VK_TILE_WIDE | VK_TILE_NARROW);
+    switch (vk_isa_effective(isa < 0 ? isa : isa & ~(VK_TILE_WIDE | VK_TILE_NARROW))) {
 #if VK_X86
-    case VK_ISA_AVX512: return narrow_avx512_gemm ? &avx512_narrow : &vk_ops_avx512;
+    case VK_ISA_AVX512: {
+        int narrow = tile == VK_TILE_NARROW ? 1 : tile == VK_TILE_WIDE ? 0 : narrow_avx512_gemm;
+        return narrow ? &avx512_narrow : &vk_ops_avx512;
+    }
     case VK_ISA_AVX2: return &vk_ops_avx2;
 #endif
     default: return &vk_ops_scalar;

@@ -81,21 +81,19 @@ import VoCoKernels
     /// The AVX-512 level with each GEMM tile (its own 12 x 32, and the AVX2 level's 6 x 16 that
     /// it uses where the CPU splits 512-bit FMAs), whichever this CPU would choose, against
     /// OpenBLAS over the GEMM shapes (more than 8 rows), every weight type.
-    @Test(arguments: [0, 1] as [Int32])
-    func avx512EitherTileMatchesOpenBLAS(narrow: Int32) throws {
+    @Test(arguments: [VK_TILE_WIDE, VK_TILE_NARROW] as [Int32])
+    func avx512EitherTileMatchesOpenBLAS(tile: Int32) throws {
         try Levels.requireSupported(Int32(VK_ISA_AVX512.rawValue))
-        let chosen = vk_avx512_gemm_narrow()
-        vk_set_avx512_gemm_narrow(narrow)
-        defer { vk_set_avx512_gemm_narrow(chosen) }
+        let isa = Int32(VK_ISA_AVX512.rawValue) | tile
         for (m, n, k) in Self.shapes where m > 8 {
             for code in Self.codes {
                 let weight = StoredWeight(randomFloats(n * k, seed: UInt64(n + k)), code: code)
                 let x = randomFloats(m * k, seed: UInt64(m + k))
                 var y = [Float](repeating: .nan, count: m * n)
-                weight.withUnalignedStorage { w in vk_linear(Self.pool, Int32(VK_ISA_AVX512.rawValue), x, m, k, w, code, n, k, k, nil, &y, n, 0) }
+                weight.withUnalignedStorage { w in vk_linear(Self.pool, isa, x, m, k, w, code, n, k, k, nil, &y, n, 0) }
                 let check = agrees(y, referenceProduct(x, m: m, weight.floats, n: n, k: k),
                                    magnitude: referenceProduct(x.map(abs), m: m, weight.floats.map(abs), n: n, k: k))
-                #expect(check.ok, "narrow \(narrow) type \(code) m \(m) n \(n) k \(k): \(check.worst)")
+                #expect(check.ok, "tile \(tile) type \(code) m \(m) n \(n) k \(k): \(check.worst)")
             }
         }
     }

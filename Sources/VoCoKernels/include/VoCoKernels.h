@@ -48,8 +48,10 @@ int vk_isa_effective(int isa);
 /// 512-bit FMA in two (AMD Zen 4), or forced by `$VOCO_AVX512_GEMM` = wide | narrow. The
 /// level's GEMV, conversions and activations stay 512-bit either way.
 int vk_avx512_gemm_narrow(void);
-/// Sets that choice for the whole process (tests and benchmarks run both tiles on one CPU).
-void vk_set_avx512_gemm_narrow(int narrow);
+/// OR'ed into the `isa` argument of one call: that call's AVX-512 products use the 12 x 32
+/// (wide) or 6 x 16 (narrow) tile whatever the process chose (tests run both on one CPU).
+#define VK_TILE_WIDE 0x100
+#define VK_TILE_NARROW 0x200
 
 // MARK: - Element types of a B operand (weights)
 
