@@ -21,7 +21,7 @@ public final class KernelMultiplier: MatrixMultiplier, @unchecked Sendable {
     }
 
     public var summary: String {
-        let tile = isa == .avx512 && vk_avx512_gemm_narrow() != 0 ? ", GEMM tile 6x16: this CPU splits 512-bit FMAs" : ""
+        let tile = isa == .avx512 && vk_avx512_gemm_narrow() != 0 ? ", GEMM through the 6x16 tile" : ""
         return "VoCoKernels \(isa) (F16/BF16 weights read in place\(tile)), \(threads.count) thread(s)"
     }
 
