@@ -79,7 +79,7 @@ import VoCoKernels
     }
 
     /// The AVX-512 level with each GEMM tile (its own 12 x 32, and the AVX2 level's 6 x 16 that
-    /// it uses where the CPU splits 512-bit FMAs), whichever this CPU would choose, against
+    /// it uses where the CPU splits 512-bit FMAs), each forced for its calls by a flag in `isa`, against
     /// OpenBLAS over the GEMM shapes (more than 8 rows), every weight type.
     @Test(arguments: [VK_TILE_WIDE, VK_TILE_NARROW] as [Int32])
     func avx512EitherTileMatchesOpenBLAS(tile: Int32) throws {
