@@ -95,7 +95,7 @@ typedef struct {
     float *c;
     size_t ldc;
     size_t nc, mc_task, n_tasks;  // weight columns and A rows per task; tasks along n
-    const float *ap_shared;       // A packed once for every task (see pack_a_shared), or NULL
+    float *ap_shared;             // A packed once for every task (see gemm_rows), or NULL
     size_t mpad;                  // m rounded up to mr: the rows of one depth block of ap_shared
 } gemm_job;
 
@@ -118,7 +118,7 @@ static void pack_a_shared_task(void *context, size_t item, int worker) {
     size_t p0 = item / row_blocks * depth, ic = item % row_blocks * VK_MC;
     size_t kc = vk_min(depth, job->k - p0), mc = vk_min(VK_MC, job->m - ic);
     pack_a_block(job->ops, job->a + ic * job->lda + p0, job->lda, mc, kc,
-                 shared_panels((float *)job->ap_shared, job->mpad, (size_t)job->ops->mr, p0, kc, ic));
+                 shared_panels(job->ap_shared, job->mpad, (size_t)job->ops->mr, p0, kc, ic));
 }
 
 /// One task: rows [i0, i1) of A against weight columns [j0, j1).
@@ -140,7 +140,7 @@ static void gemm_block(const gemm_job *job, size_t i0, size_t i1, size_t j0, siz
         for (size_t ic = i0; ic < i1; ic += VK_MC) {
             size_t mc = vk_min(VK_MC, i1 - ic);
             const float *panels = ap;
-            if (job->ap_shared) panels = shared_panels((float *)job->ap_shared, job->mpad, mr, p0, kc, ic);
+            if (job->ap_shared) panels = shared_panels(job->ap_shared, job->mpad, mr, p0, kc, ic);
             else pack_a_block(ops, job->a + ic * job->lda + p0, job->lda, mc, kc, ap);
             vk_macro_kernel(ops, mc, nc, kc, panels, bp, job->c + ic * job->ldc + j0, job->ldc, job->alpha, beta);
         }

@@ -9,6 +9,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 level=${1:-avx2}; pairs=${2:-8}; prompt=${3:-512}; decode=${4:-32}
+for count in "$pairs" "$prompt" "$decode"; do
+  [[ "$count" =~ ^[1-9][0-9]{0,5}$ ]] || { echo "usage: $0 [avx2|native] [pairs] [prompt] [decode]: counts are 1 to 999999, not '$count'" >&2; exit 2; }
+done
+[ "$level" = avx2 ] || [ "$level" = native ] || { echo "usage: $0 [avx2|native] ...: not '$level'" >&2; exit 2; }
 work=${VOCO_BENCH_DIR:-/tmp/voco-bench-engine}
 threads=${VOCO_BENCH_THREADS:-2}
 venv=Tools/bench/.venv
